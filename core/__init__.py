@@ -1,0 +1,1 @@
+"""maskworks.core: the masking core, the generic masked autoencoder, losses and training."""
