@@ -120,34 +120,42 @@ class MaskedAutoencoder(nn.Module):
         """A mask from this model's strategy (pre-training); inference uses :meth:`encode`, unmasked."""
         return self.masking(batch_size, self.grid, generator=generator, device=device)
 
-    def forward_encoder(self, imgs: Tensor, mask: Mask) -> Tensor:
-        """Embed patches, add positions, drop masked tokens, run the ViT: ``[B, (1+) K, D]``."""
-        x = self.patch_embed(self.patchify(imgs))
-        pos = self.pos_embed.to(x.dtype)
-        x = keep_visible(x + pos[int(self.has_cls):], mask)
+    def forward_encoder(self, imgs: Tensor, mask: Mask, patches: Tensor | None = None) -> Tensor:
+        """Embed the visible patches only, add positions, run the ViT: ``[B, (1+) K, D]``.
+
+        Embedding after dropping masked patches gives the same tokens as MAE's embed-then-drop at a
+        quarter of the cost (75 % masking). ``patches`` (from :meth:`patchify`) saves a second patchify.
+        """
+        patches = self.patchify(imgs) if patches is None else patches
+        c = int(self.has_cls)
+        pos = self.pos_embed[c:].to(patches.dtype).expand(patches.shape[0], -1, -1)
+        x = self.patch_embed(keep_visible(patches, mask)) + keep_visible(pos, mask)
         if self.cls_token is not None:
-            x = torch.cat([(self.cls_token + pos[:1]).expand(x.shape[0], -1, -1), x], dim=1)
+            cls = self.cls_token + self.pos_embed[:1].to(x.dtype)
+            x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x)
 
     def forward_decoder(self, latent: Tensor, mask: Mask) -> Tensor:
         """Fill masked places with the mask token, decode, and predict pixels of masked tokens only
-        (of every token when nothing is masked)."""
+        (of every token when nothing is masked). The last block computes outputs for masked tokens
+        only; they still attend to every token, so the result equals decoding all and selecting."""
         x = self.decoder_embed(latent)
         c = int(self.has_cls)
         pos = self.decoder_pos_embed.to(x.dtype)
         x = torch.cat([x[:, :c], restore_tokens(x[:, c:], mask, self.mask_token)], dim=1) + pos
-        for blk in self.decoder_blocks:
-            x = blk(x)
-        x = self.decoder_norm(x)[:, c:]
-        if mask.num_masked:
-            x = gather_tokens(x, mask.ids_mask)
-        return self.decoder_pred(x)
+        targets = mask.ids_mask + c if mask.num_masked else None
+        for i, blk in enumerate(self.decoder_blocks):
+            last = i == len(self.decoder_blocks) - 1
+            x = blk(x, query_ids=targets if last else None)
+        if targets is None or len(self.decoder_blocks) == 0:
+            x = x[:, c:] if targets is None else gather_tokens(x, targets)
+        return self.decoder_pred(self.decoder_norm(x))
 
-    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Mask) -> Tensor:
+    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Mask, patches: Tensor | None = None) -> Tensor:
         """Per-patch MSE (optionally on normalised patches), averaged over masked patches."""
-        target = self.patchify(imgs)
+        target = self.patchify(imgs) if patches is None else patches
         if mask.num_masked:
             target = gather_tokens(target, mask.ids_mask)
         return masked_mse(pred, target, norm_pix=self.norm_pix_loss)
@@ -156,9 +164,10 @@ class MaskedAutoencoder(nn.Module):
         """Pre-training forward pass. Without ``mask`` one is drawn from ``self.masking``."""
         if mask is None:
             mask = self.make_mask(imgs.shape[0], generator, imgs.device)
-        latent = self.forward_encoder(imgs, mask)
+        patches = self.patchify(imgs)
+        latent = self.forward_encoder(imgs, mask, patches)
         pred = self.forward_decoder(latent, mask)
-        return MAEOutput(self.forward_loss(imgs, pred, mask), pred, mask)
+        return MAEOutput(self.forward_loss(imgs, pred, mask, patches), pred, mask)
 
     @torch.no_grad()
     def reconstruct(self, imgs: Tensor, mask: Mask) -> Tensor:

@@ -29,10 +29,15 @@ class Attention(nn.Module):
         b, n, _ = t.shape
         return t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, memory: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor | None = None, query_ids: Tensor | None = None) -> Tensor:
+        """``query_ids`` ``[B, Q]`` restricts the outputs to those tokens (all tokens still act as
+        keys and values): a decoder's last block only needs the tokens it predicts."""
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if query_ids is not None:
+            q = torch.gather(q, 2, query_ids[:, None, :, None].expand(-1, self.num_heads, -1, self.head_dim))
+            n = query_ids.shape[1]
         if memory is not None:
             mem = memory.expand(b, -1, -1) if memory.dim() == 3 else memory.expand(b, *memory.shape)
             mk, mv = self.qkv(mem)[..., d:].chunk(2, dim=-1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import Tensor, nn
 
 from maskworks.core.layers.attention import Attention, CrossAttention
@@ -44,8 +45,13 @@ class Block(nn.Module):
         else:
             self.drop_path = nn.Identity()
 
-    def forward(self, x: Tensor, context: Tensor | None = None, memory: Tensor | None = None) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), memory=memory))
+    def forward(self, x: Tensor, context: Tensor | None = None, memory: Tensor | None = None,
+                query_ids: Tensor | None = None) -> Tensor:
+        """``query_ids`` ``[B, Q]``: return only those tokens' outputs (they still attend to all)."""
+        h = self.attn(self.norm1(x), memory=memory, query_ids=query_ids)
+        if query_ids is not None:
+            x = torch.gather(x, 1, query_ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        x = x + self.drop_path(h)
         if self.cross is not None:
             if context is None:
                 raise ValueError("this block cross-attends: pass context=")

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 
-@dataclass(frozen=True)
-class Mask:
+@dataclass
+class Mask:  # not frozen: Lightning rebuilds dataclasses found in model outputs
     """Which tokens of a grid an encoder sees.
 
     ``mask`` is ``[B, *grid]`` with True where the token is hidden. ``ids_keep`` ``[B, K]`` and

@@ -1,0 +1,1 @@
+"""Entries of `maskworks eval/predict/masks` for the core models."""

@@ -1,0 +1,72 @@
+"""Folders of labelled images in the layout of the shipped data: ``images/`` + ``labels.csv``.
+
+``labels.csv`` has at least ``file,label``; a ``split`` (or ``patient_split``) column, when present,
+selects a split. Any folder of this layout works, including withheld test splits.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+SPLIT_COLUMNS = ("split", "patient_split")
+
+
+class DataLayoutError(ValueError):
+    """A data folder that does not follow the ``images/`` + ``labels.csv`` layout."""
+
+
+def read_labels(root: str | Path, split: str | None = None) -> list[dict[str, str]]:
+    root = Path(root)
+    path = root / "labels.csv"
+    if not path.is_file():
+        raise DataLayoutError(f"{root}: no labels.csv; expected images/ plus labels.csv with columns file,label")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"file", "label"} <= set(rows[0]):
+        raise DataLayoutError(f"{path}: needs a header with at least 'file' and 'label' columns")
+    if split is not None:
+        col = next((c for c in SPLIT_COLUMNS if c in rows[0]), None)
+        if col is None:
+            raise DataLayoutError(f"{path}: asked for split {split!r} but there is no split column {SPLIT_COLUMNS}")
+        rows = [r for r in rows if r[col] == split]
+        if not rows:
+            raise DataLayoutError(f"{path}: split {split!r} is empty")
+    return rows
+
+
+def load_image(path: str | Path, channels: int = 1, size: int | None = None) -> torch.Tensor:
+    """PNG/JPEG -> float tensor ``[C, H, W]`` in [0, 1]; grayscale stays one channel."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataLayoutError(f"{path}: not a readable image ({e})") from None
+    t = torch.from_numpy(a)
+    return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+class LabelledImageFolder(Dataset):
+    """Images of one split, loaded once into memory (the shipped sets are a few MB)."""
+
+    def __init__(self, root: str | Path, split: str | None = None, size: int | None = None, channels: int = 1,
+                 normal_label: str = "normal") -> None:
+        self.root = Path(root)
+        self.rows = read_labels(self.root, split)
+        self.classes = sorted({r["label"] for r in self.rows})
+        self.images = torch.stack([load_image(self.root / "images" / r["file"], channels, size) for r in self.rows])
+        self.labels = torch.tensor([self.classes.index(r["label"]) for r in self.rows])
+        self.is_normal = torch.tensor([r["label"] == normal_label for r in self.rows])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "label": self.labels[i], "index": torch.tensor(i)}

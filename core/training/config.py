@@ -1,0 +1,66 @@
+"""Recipes are YAML files; presets and ``--set key=value`` overrides are applied on top."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe or an override that cannot be used, with what to change."""
+
+
+def _set_dotted(cfg: dict, key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise RecipeError(f"{source}: cannot set {key!r}: {p!r} is not a section")
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str] | dict, source: str = "--set") -> dict:
+    """Return a copy of ``cfg`` with ``key.sub=value`` overrides applied (values parsed as YAML)."""
+    out = copy.deepcopy(cfg)
+    items = overrides.items() if isinstance(overrides, dict) else []
+    if not isinstance(overrides, dict):
+        parsed = []
+        for item in overrides:
+            if "=" not in item:
+                raise RecipeError(f"{source} {item!r}: expected key=value, e.g. trainer.max_steps=100")
+            k, v = item.split("=", 1)
+            parsed.append((k.strip(), yaml.safe_load(v)))
+        items = parsed
+    for k, v in items:
+        _set_dotted(out, k, v, source)
+    return out
+
+
+def load_recipe(path: str | Path, preset: str | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Load a recipe, apply a named preset (its ``presets:`` section), then ``--set`` overrides."""
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"recipe {path} is not valid YAML: {e}") from None
+    if not isinstance(cfg, dict) or "task" not in cfg:
+        raise RecipeError(f"recipe {path} must be a mapping with a 'task:' entry")
+    presets = cfg.pop("presets", {}) or {}
+    cfg.setdefault("recipe", {})["source"] = str(path)
+    if preset:
+        if preset not in presets:
+            raise RecipeError(f"recipe {path.name} has no preset {preset!r}; presets: {sorted(presets) or 'none'}")
+        cfg = apply_overrides(cfg, presets[preset], source=f"preset {preset}")
+        cfg["recipe"]["preset"] = preset
+    return apply_overrides(cfg, overrides)
+
+
+def save_config(cfg: dict, path: str | Path) -> None:
+    """Write the resolved config (YAML) so every run records exactly what it ran."""
+    Path(path).write_text(yaml.safe_dump(json.loads(json.dumps(cfg, default=str)), sort_keys=False))
