@@ -63,8 +63,9 @@ def _dcmread(path: Path, force: bool = False):
         raise MedicalImageError(path, f"truncated or corrupt DICOM header ({type(exc).__name__}: {exc})",
                                 "Re-download or re-export the file; a partial copy cannot be read") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise MedicalImageError(path, "DICOM file has no pixel data (a report, structured report or "
-                                "DICOMDIR?)", "Pass an image file (CT, MR, CR, DX ...)")
+        raise MedicalImageError(path, f"DICOM file has no pixel data: it is truncated (ends after "
+                                f"{path.stat().st_size} bytes) or not an image (report, SR, DICOMDIR)",
+                                "Re-download or re-export the file, or pass an image (CT, MR, CR, DX ...)")
     return ds
 
 
@@ -143,7 +144,7 @@ def _spacing(ds) -> tuple[float, float] | None:
     if ps is None and "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
         measures = _fg_item(ds.SharedFunctionalGroupsSequence[0], "PixelMeasuresSequence")
         ps = measures.get("PixelSpacing") if measures is not None else None
-    if ps is None or len(ps) != 2:
+    if ps is None or len(ps) != 2 or min(float(v) for v in ps) <= 0:  # some CR exports write zeros
         return None
     return float(ps[0]), float(ps[1])
 
