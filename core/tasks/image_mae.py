@@ -22,10 +22,9 @@ def resolve_data_root(root: str) -> Path:
     return Path(root).expanduser()
 
 
-def random_resized_crop(x: Tensor, scale: tuple[float, float], generator: torch.Generator) -> Tensor:
-    """Batched random-resized crop (square, aspect 1) drawn from ``generator`` (resume-exact)."""
-    b, _, h, w = x.shape
-    u = torch.rand(b, 3, generator=generator)
+def random_resized_crop(x: Tensor, scale: tuple[float, float], u: Tensor) -> Tensor:
+    """Batched random-resized crop (square, aspect 1); ``u`` ``[B, 3]`` uniform draws (area, x, y)."""
+    b = x.shape[0]
     area = scale[0] + u[:, 0] * (scale[1] - scale[0])
     side = area.sqrt()
     # affine grid: zoom by side, shift within the image
@@ -59,7 +58,7 @@ class ImageMAETask(Task):
         x = batch["image"]
         aug = self.cfg.get("augment", {})
         if aug.get("crop_scale"):
-            x = random_resized_crop(x, tuple(aug["crop_scale"]), ctx.generator)
+            x = random_resized_crop(x, tuple(aug["crop_scale"]), ctx.rand(3))
         raw = model.module if hasattr(model, "module") else model
         mask = ctx.mask(raw.masking, raw.grid)
         return model(x, mask).loss

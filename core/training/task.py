@@ -36,6 +36,14 @@ class StepContext:
     def progress(self) -> float:
         return self.step / max(self.max_steps, 1)
 
+    def rand(self, *shape: int) -> Tensor:
+        """Uniform noise ``[local_batch, *shape]`` for per-sample augmentation, drawn for the whole
+        cross-rank micro batch like :meth:`mask`, so all ranks stay in step."""
+        total = self.local_batch * self.world_size
+        u = torch.rand(total, *shape, generator=self.generator)
+        lo = self.rank * self.local_batch
+        return u[lo:lo + self.local_batch]
+
     def mask(self, strategy: MaskingStrategy, grid: Sequence[int], **inputs: Tensor) -> Mask:
         """A mask for this rank's samples, drawn for the whole cross-rank micro batch."""
         total = self.local_batch * self.world_size

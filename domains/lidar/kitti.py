@@ -3,20 +3,24 @@
 Frames: LiDAR (Velodyne: x forward, y left, z up, metres) and rectified camera 2 (x right,
 y down, z forward). A KITTI label gives the camera box bottom-centre ``(x, y, z)``, size
 ``h, w, l`` and yaw ``ry`` about camera y. The LiDAR box follows OpenPCDet:
-``[x, y, z_center, l, w, h, heading]`` with heading = -ry - pi/2 and the bottom centre,
-mapped to LiDAR, lifted by h/2 along LiDAR z (OpenPCDet's approximation, kept so numbers
-match its pre-processed datasets).
+``[x, y, z_center, l, w, h, heading]`` with heading = -ry - pi/2. The centre is, by default,
+the exact geometric centre (bottom centre raised by h/2 along the *camera* -y axis, then mapped
+to LiDAR), which is what the shipped ``boxes_lidar.json`` holds; ``lift="lidar_z"`` gives
+OpenPCDet's approximation (bottom centre mapped to LiDAR, then z += h/2). The two differ by
+up to ~1.5 cm in x/y on KITTI because R0_rect and Tr_velo_to_cam tilt camera y by ~0.01 rad.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from .boxes import boxes_to_corners
 from .io import LidarDataError
 
+Lift = Literal["camera", "lidar_z"]
 _CALIB_ALIASES = {"R_rect": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam", "Tr_imu_velo": "Tr_imu_to_velo"}
 
 
@@ -158,34 +162,51 @@ def write_calib(path: str | Path, calib: KittiCalib) -> Path:
     return path
 
 
-def boxes_camera_to_lidar(boxes_cam: np.ndarray, calib: KittiCalib) -> np.ndarray:
-    """Camera boxes [N, 7] ``(x, y, z, l, h, w, ry)`` -> LiDAR boxes [N, 7] ``(x, y, z_c, l, w, h, heading)``."""
+def boxes_camera_to_lidar(boxes_cam: np.ndarray, calib: KittiCalib, *, lift: Lift = "camera") -> np.ndarray:
+    """Camera boxes [N, 7] ``(x, y, z, l, h, w, ry)`` -> LiDAR boxes [N, 7] ``(x, y, z_c, l, w, h, heading)``.
+
+    ``lift``: raise the bottom centre by h/2 along camera -y before the transform (``"camera"``,
+    exact centre, default) or along LiDAR +z after it (``"lidar_z"``, OpenPCDet).
+    """
     b = np.asarray(boxes_cam, dtype=np.float64).reshape(-1, 7)
-    xyz = calib.rect_to_lidar(b[:, :3])
     l, h, w, ry = b[:, 3:4], b[:, 4:5], b[:, 5:6], b[:, 6:7]
-    xyz[:, 2:3] += h / 2
+    if lift == "camera":
+        centre = b[:, :3].copy()
+        centre[:, 1] -= b[:, 4] / 2  # camera y points down
+        xyz = calib.rect_to_lidar(centre)
+    elif lift == "lidar_z":
+        xyz = calib.rect_to_lidar(b[:, :3])
+        xyz[:, 2] += b[:, 4] / 2
+    else:
+        raise ValueError(f"lift must be 'camera' or 'lidar_z', got {lift!r}")
     return np.concatenate([xyz, l, w, h, -(ry + np.pi / 2)], axis=1)
 
 
-def boxes_lidar_to_camera(boxes_lidar: np.ndarray, calib: KittiCalib) -> np.ndarray:
-    """Inverse of :func:`boxes_camera_to_lidar` (ry wrapped to [-pi, pi))."""
+def boxes_lidar_to_camera(boxes_lidar: np.ndarray, calib: KittiCalib, *, lift: Lift = "camera") -> np.ndarray:
+    """Inverse of :func:`boxes_camera_to_lidar` with the same ``lift`` (ry wrapped to [-pi, pi))."""
     b = np.asarray(boxes_lidar, dtype=np.float64).reshape(-1, 7)
-    bottom = b[:, :3].copy()
-    bottom[:, 2] -= b[:, 5] / 2
-    xyz = calib.lidar_to_rect(bottom)
     l, w, h = b[:, 3:4], b[:, 4:5], b[:, 5:6]
+    if lift == "camera":
+        xyz = calib.lidar_to_rect(b[:, :3])
+        xyz[:, 1] += b[:, 5] / 2
+    elif lift == "lidar_z":
+        bottom = b[:, :3].copy()
+        bottom[:, 2] -= b[:, 5] / 2
+        xyz = calib.lidar_to_rect(bottom)
+    else:
+        raise ValueError(f"lift must be 'camera' or 'lidar_z', got {lift!r}")
     ry = -b[:, 6:7] - np.pi / 2
     ry = (ry + np.pi) % (2 * np.pi) - np.pi
     return np.concatenate([xyz, l, h, w, ry], axis=1)
 
 
-def labels_to_lidar_boxes(objects: list[KittiObject], calib: KittiCalib, *,
-                          skip: tuple[str, ...] = ("DontCare",)) -> tuple[np.ndarray, list[str]]:
+def labels_to_lidar_boxes(objects: list[KittiObject], calib: KittiCalib, *, skip: tuple[str, ...] = ("DontCare",),
+                          lift: Lift = "camera") -> tuple[np.ndarray, list[str]]:
     """LiDAR boxes [N, 7] and class names for every label whose class is not in ``skip``."""
     kept = [o for o in objects if o.type not in skip]
     if not kept:
         return np.zeros((0, 7)), []
-    return boxes_camera_to_lidar(np.stack([o.camera_box for o in kept]), calib), [o.type for o in kept]
+    return boxes_camera_to_lidar(np.stack([o.camera_box for o in kept]), calib, lift=lift), [o.type for o in kept]
 
 
 def project_boxes_to_image(boxes_lidar: np.ndarray, calib: KittiCalib, *,

@@ -72,7 +72,7 @@ def read_npy(path: str | Path, *, feature_names: list[str] | None = None, nan_po
     if max_points is not None and arr.ndim >= 1 and arr.shape[0] > max_points:
         raise PointCloudError(path, f"{arr.shape[0]:,} points exceed the cap of {max_points:,}",
                               "pass max_points=None (or a larger cap), or downsample the file first")
-    return _columns_to_cloud(np.asarray(arr), path, feature_names, nan_policy, max_points)
+    return _columns_to_cloud(np.array(arr), path, feature_names, nan_policy, max_points)  # copy: no open memmap
 
 
 def read_npz(path: str | Path, *, nan_policy: NanPolicy = "drop",
