@@ -79,7 +79,7 @@ class Task:
 
     def model_config(self) -> dict:
         """What is needed to rebuild the model from saved weights (stored beside them)."""
-        return {"task": self.cfg.get("task"), "model": self.cfg.get("model", {}), "data": self.cfg.get("data", {})}
+        return {k: self.cfg[k] for k in ("task", "model", "data", "masking", "name") if k in self.cfg}
 
     def on_fit_end(self, model: nn.Module, run_dir: Path) -> dict:
         """Called once on rank 0 after training (pictures, summaries). Returns things to report."""
@@ -97,3 +97,19 @@ def load_task(cfg: dict) -> Task:
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load task {spec!r}: {e}. Is the extra for this domain installed?") from None
     return cls(cfg)
+
+
+def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tuple[Task, nn.Module]:
+    """Rebuild a trained model from its safetensors file (the recipe is stored in its metadata)."""
+    from maskworks.core.training.checkpoint import load_weights, weights_metadata
+
+    weights = Path(weights)
+    if weights.is_dir():
+        weights = weights / "model.safetensors"
+    meta = weights_metadata(weights)
+    if "task" not in meta:
+        raise ValueError(f"{weights} carries no maskworks recipe metadata; was it written by `maskworks train`?")
+    task = load_task(meta)
+    model = task.build_model()
+    load_weights(weights, model)
+    return task, model.to(device).eval()

@@ -1,1 +1,8 @@
-"""3-D point clouds: file I/O (PCD/PLY/NPY/text/KITTI/nuScenes) and Point-MAE grouping (FPS, kNN)."""
+"""3-D point clouds: file I/O (PCD/PLY/NPY/text/KITTI/nuScenes) and Point-MAE grouping (FPS, kNN).
+
+Only the numpy I/O is imported here; ``grouping`` (torch) and ``bench`` (open3d) load on demand.
+"""
+from .cloud import PointCloud, PointCloudError
+from .io import read_points, write_points
+
+__all__ = ["PointCloud", "PointCloudError", "read_points", "write_points"]

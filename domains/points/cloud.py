@@ -23,7 +23,7 @@ class PointCloudError(ValueError):
         super().__init__(msg)
 
 
-@dataclass
+@dataclass(eq=False)
 class PointCloud:
     """Points plus optional per-point features.
 

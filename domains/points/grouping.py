@@ -46,14 +46,15 @@ def farthest_point_sample(xyz: Tensor, num_samples: int, *, start_idx: int | Ten
         raise ValueError(f"start_idx must be in [0, {n}), got {far.tolist()}")
     # Separate coordinate planes keep every step to contiguous [B, N] element-wise ops.
     x, y, z = (xyz[..., i].contiguous() for i in range(3))
-    batch = torch.arange(b, device=device)
+    flat = xyz.reshape(b * n, 3)
+    offsets = torch.arange(b, device=device) * n
     min_d2 = torch.full((b, n), float("inf"), dtype=xyz.dtype, device=device)
     d2 = torch.empty_like(min_d2)
     tmp = torch.empty_like(min_d2)
-    out = torch.empty(b, num_samples, dtype=torch.long, device=device)
-    for i in range(num_samples):
-        out[:, i] = far
-        c = xyz[batch, far]  # [B, 3]
+    chosen = []
+    for _ in range(num_samples):
+        chosen.append(far)
+        c = flat.index_select(0, far + offsets)  # [B, 3] current sample of each cloud
         torch.sub(x, c[:, 0:1], out=tmp)
         torch.mul(tmp, tmp, out=d2)
         torch.sub(y, c[:, 1:2], out=tmp)
@@ -62,6 +63,7 @@ def farthest_point_sample(xyz: Tensor, num_samples: int, *, start_idx: int | Ten
         d2.addcmul_(tmp, tmp)
         torch.minimum(min_d2, d2, out=min_d2)
         far = min_d2.argmax(dim=1)
+    out = torch.stack(chosen, dim=1)
     return out[0] if squeeze else out
 
 

@@ -104,7 +104,8 @@ def read_text(path: str | Path, *, feature_names: list[str] | None = None, nan_p
     """Read an ``.xyz``/``.txt`` table: one point per line, x y z first, ``#`` comments allowed."""
     path = Path(path)
     text = path.read_text(errors="replace")
-    delimiter = "," if "," in text.split("\n", 1)[0] else None
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    delimiter = "," if "," in first else None
     try:
         arr = np.loadtxt(path, dtype=np.float64, ndmin=2, comments="#", delimiter=delimiter)
     except ValueError as e:

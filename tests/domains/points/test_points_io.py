@@ -174,7 +174,7 @@ def test_npy_npz_text_roundtrip(tmp_path: Path) -> None:
     assert np.array_equal(npz.xyz, sub.xyz) and np.array_equal(npz.features["intensity"], sub.features["intensity"])
     table = np.concatenate([sub.xyz, sub.features["intensity"][:, None]], 1)
     np.savetxt(tmp_path / "a.xyz", table, fmt="%.9g", header="x y z intensity")
-    np.savetxt(tmp_path / "a.txt", table, fmt="%.9g", delimiter=",")
+    np.savetxt(tmp_path / "a.txt", table, fmt="%.9g", delimiter=",", header="x,y,z,intensity")
     for name in ("a.xyz", "a.txt"):
         txt = read_points(tmp_path / name)
         assert np.array_equal(txt.xyz, sub.xyz)

@@ -1,0 +1,47 @@
+"""``maskworks demo``: one Gradio app, one tab per tool. Domains add tabs by adding to ``TABS``.
+
+Each entry is ``(title, "module:build_tab")``; ``build_tab()`` creates its components inside the
+open ``gr.Tab``. A tab whose extra is not installed shows how to install it instead of failing.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+TABS: list[tuple[str, str]] = [
+    ("Masking strategies", "maskworks.apps.masking_app:build_tab"),
+    ("Image MAE (chest X-ray)", "maskworks.apps.mae_app:build_tab"),
+]
+
+MAX_UPLOAD = "25mb"
+FOOTER = ("maskworks is research software: its outputs are **for research use, not for diagnosis**. "
+          "Models here were trained on small public data sets; see the README for what they learned.")
+
+
+def build_demo():
+    import gradio as gr
+
+    with gr.Blocks(title="maskworks", analytics_enabled=False) as demo:
+        gr.Markdown("# maskworks\nMasked-autoencoder pre-training where labels are scarce.")
+        for title, entry in TABS:
+            with gr.Tab(title):
+                mod, fn = entry.split(":")
+                try:
+                    build = getattr(importlib.import_module(mod), fn)
+                except ImportError as e:
+                    gr.Markdown(f"This tab needs an optional dependency that is not installed ({e.name}). "
+                                "Install it with `pip install -e .[all]` and restart.")
+                    continue
+                build()
+        gr.Markdown(FOOTER)
+    return demo
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+    """Serve the demo. Binds 127.0.0.1 unless told otherwise; queues requests (one model call at a
+    time per tab) and caps uploads at 25 MB."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+                       prevent_thread_lock=not block, show_error=True, quiet=True)
