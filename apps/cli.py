@@ -8,17 +8,13 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-# Entries registered by the core and the domains: name -> "module:function(argv) -> int".
-# Each entry parses its own arguments, so `maskworks eval NAME --help` explains that entry.
-EVALS: dict[str, str] = {
-    "image-mae": "maskworks.apps.entries.image_mae:evaluate",
-}
-PREDICTS: dict[str, str] = {
-    "image-mae": "maskworks.apps.entries.image_mae:predict",
-}
-BENCHES: dict[str, str] = {
-    "mae-step": "maskworks.core.bench:main",
-}
+from maskworks.apps.entries import collect
+
+# name -> "module:function(argv) -> int", gathered from the modules of maskworks.apps.entries (each
+# domain registers its own there). Each entry parses its own arguments: `maskworks eval NAME --help`.
+EVALS: dict[str, str] = collect("EVALS")
+PREDICTS: dict[str, str] = collect("PREDICTS")
+BENCHES: dict[str, str] = collect("BENCHES")
 
 DESCRIPTION = """\
 maskworks: masked-autoencoder pre-training for label-scarce domains, and apps that serve it.

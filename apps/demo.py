@@ -1,6 +1,6 @@
-"""``maskworks demo``: one Gradio app, one tab per tool. Domains add tabs by adding to ``TABS``.
+"""``maskworks demo``: one Gradio app, one tab per tool. Domains add tabs in ``apps/entries/<domain>.py``.
 
-Each entry is ``(title, "module:build_tab")``; ``build_tab()`` creates its components inside the
+Each tab is ``title: "module:build_tab"``; ``build_tab()`` creates its components inside the
 open ``gr.Tab``. A tab whose extra is not installed shows how to install it instead of failing.
 """
 from __future__ import annotations
@@ -8,10 +8,9 @@ from __future__ import annotations
 import importlib
 import os
 
-TABS: list[tuple[str, str]] = [
-    ("Masking strategies", "maskworks.apps.masking_app:build_tab"),
-    ("Image MAE (chest X-ray)", "maskworks.apps.mae_app:build_tab"),
-]
+from maskworks.apps.entries import collect
+
+TABS: list[tuple[str, str]] = list(collect("TABS").items())
 
 MAX_UPLOAD = "25mb"
 FOOTER = ("maskworks is research software: its outputs are **for research use, not for diagnosis**. "

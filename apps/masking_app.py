@@ -38,7 +38,8 @@ def build_tab() -> None:
     gr.Markdown("Pick a strategy and a ratio: the dark patches are what the encoder never sees.")
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="image", type="numpy", image_mode="L", value=str(default_image()), height=300)
+            image = gr.Image(label="image", type="numpy", image_mode="L", value=str(default_image()), height=300,
+                             elem_id="mask-input")
             strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="random (MAE)", label="strategy")
             ratio = gr.Slider(0.05, 0.95, value=0.75, step=0.05, label="mask ratio")
             seed = gr.Number(value=0, precision=0, label="seed")

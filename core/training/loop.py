@@ -97,7 +97,7 @@ def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = T
     strategy = tr["strategy"]
     if strategy == "auto" and isinstance(devices, int) and devices > 1 and not torch.cuda.is_available():
         strategy = "ddp_spawn"  # CPU processes with gloo, no re-launch of the calling script
-    loggers = [CSVLogger(str(run_dir), name="logs", version=""), TensorBoardLogger(str(run_dir), name="tb", version="")]
+    loggers = [CSVLogger(str(run_dir), name="logs", version="", flush_logs_every_n_steps=1), TensorBoardLogger(str(run_dir), name="tb", version="")]
     fabric = Fabric(accelerator=tr["accelerator"], devices=devices, num_nodes=tr["num_nodes"], strategy=strategy,
                     precision=tr["precision"], loggers=loggers)
     result = fabric.launch(_fit, cfg, tr, run_dir, resume, progress)
