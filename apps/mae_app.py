@@ -16,21 +16,16 @@ def shipped_model():
     return load_trained(data_path("weights", "image-mae-cxr.safetensors"), device)
 
 
-def reconstruct(image: np.ndarray | None, ratio: float, seed: int):
-    import gradio as gr
+def reconstruct(image: str | None, ratio: float, seed: int):
     from PIL import Image
 
+    from maskworks.apps.masking_app import read_upload
     from maskworks.core.masking import RandomMasking
     from maskworks.core.masking.viz import draw_mask
 
-    if image is None:
-        raise gr.Error("Upload a chest X-ray (PNG/JPEG) or pick the example.")
     task, model = shipped_model()
     size = model.input_size[0]
-    a = np.asarray(image)
-    if a.ndim == 3:
-        a = a[..., :3].mean(-1)
-    a = np.asarray(Image.fromarray(a.astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+    a = read_upload(image, size)
     x = torch.from_numpy(a)[None, None].to(next(model.parameters()).device)
     mask = RandomMasking(float(ratio))(1, model.grid, generator=torch.Generator().manual_seed(int(seed))).to(x.device)
     with torch.no_grad():
@@ -50,7 +45,8 @@ def build_tab() -> None:
     gr.Markdown("The shipped MAE was pre-trained on 539 NIH chest X-rays at 64 px "
                 "(`maskworks train image-mae-cxr`). It sees only the visible patches.")
     with gr.Row():
-        image = gr.Image(label="chest X-ray", type="numpy", image_mode="L", value=str(default_image()), height=256)
+        image = gr.File(label="chest X-ray (PNG/JPEG)", value=str(default_image()), file_types=[".png", ".jpg", ".jpeg"],
+                        elem_id="mae-input")
         masked = gr.Image(label="what the encoder sees", height=256, elem_id="mae-masked")
         recon = gr.Image(label="reconstruction", height=256, elem_id="mae-recon")
     with gr.Row():

@@ -7,20 +7,30 @@ from maskworks.apps.entries.masks import STRATEGY_CHOICES, default_image, load_g
 from maskworks.core.masking.viz import draw_mask
 
 
-def render(image: np.ndarray | None, strategy: str, ratio: float, seed: int, patch: int = 16):
-    """Return (overlay image, summary text). Non-square or odd-sized images are resized to 224."""
+def read_upload(path: str | None, size: int) -> np.ndarray:
+    """The uploaded file (and only it) as a ``size`` x ``size`` grayscale array in [0, 1]; a clear
+    message naming the file when it is not an image."""
+    import gradio as gr
+    from PIL import Image, UnidentifiedImageError
+
+    if not path:
+        raise gr.Error("Upload an image (PNG or JPEG) or pick the example first.")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L").resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        from pathlib import Path
+
+        raise gr.Error(f"{Path(path).name}: not a readable image ({type(e).__name__}). "
+                       "Upload a PNG or JPEG file.") from None
+
+
+def render(image: str | None, strategy: str, ratio: float, seed: int, patch: int = 16):
+    """Return (overlay image, summary text). Images are resized to 224 x 224 (14 x 14 patches)."""
     import gradio as gr
 
-    if image is None:
-        raise gr.Error("Upload an image or pick the example first.")
-    a = np.asarray(image, dtype=np.float32)
-    if a.ndim == 3:
-        a = a[..., :3].mean(-1)
-    if a.max() > 1.0:
-        a = a / 255.0
-    from PIL import Image
-
-    a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((224, 224)), dtype=np.float32) / 255.0
+    a = read_upload(image, 224)
     grid = (224 // patch, 224 // patch)
     try:
         m = mask_for(strategy, float(ratio), grid, int(seed), a)
@@ -38,8 +48,10 @@ def build_tab() -> None:
     gr.Markdown("Pick a strategy and a ratio: the dark patches are what the encoder never sees.")
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="image", type="numpy", image_mode="L", value=str(default_image()), height=300,
-                             elem_id="mask-input")
+            # a File input, not gr.Image: Gradio's image preprocessing would turn a broken upload
+            # into a bare "Error"; we read the file ourselves and say what is wrong with it
+            image = gr.File(label="image (PNG/JPEG; the example is a real chest X-ray)", value=str(default_image()),
+                            file_types=[".png", ".jpg", ".jpeg"], elem_id="mask-input")
             strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="random (MAE)", label="strategy")
             ratio = gr.Slider(0.05, 0.95, value=0.75, step=0.05, label="mask ratio")
             seed = gr.Number(value=0, precision=0, label="seed")

@@ -80,8 +80,14 @@ def page(browser, demo_url):
     ctx.close()
 
 
-def screenshot(page, name: str) -> Path:
+def save_screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.fixture
+def screenshot():
+    """``screenshot(page, name)`` saves a full-page PNG under test-artifacts/ and returns its path."""
+    return save_screenshot

@@ -3,8 +3,6 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import screenshot
-
 pytestmark = pytest.mark.browser
 
 
@@ -12,7 +10,7 @@ def _tab(page, title: str) -> None:
     page.get_by_role("tab", name=title).click()
 
 
-def test_masking_tab_draws_the_chosen_strategy(page):
+def test_masking_tab_draws_the_chosen_strategy(page, screenshot):
     _tab(page, "Masking strategies")
     page.locator("#draw-mask").click()
     info = page.locator("#mask-info")
@@ -23,7 +21,7 @@ def test_masking_tab_draws_the_chosen_strategy(page):
     screenshot(page, "demo_masking")
 
 
-def test_image_mae_tab_reconstructs(page):
+def test_image_mae_tab_reconstructs(page, screenshot):
     _tab(page, "Image MAE (chest X-ray)")
     page.locator("#mae-go").click()
     page.locator("#mae-info").get_by_text("Masked-patch MSE").wait_for()
@@ -34,13 +32,14 @@ def test_image_mae_tab_reconstructs(page):
     screenshot(page, "demo_image_mae")
 
 
-def test_bad_upload_is_explained_and_app_keeps_serving(page, tmp_path):
+def test_bad_upload_is_explained_and_app_keeps_serving(page, tmp_path, screenshot):
     _tab(page, "Masking strategies")
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    page.locator("#mask-input button[aria-label='Clear']").click()
     page.locator("#mask-input input[type=file]").set_input_files(str(bad))
-    # Gradio refuses the file in the browser or the server reports an error; either way a message shows
-    page.get_by_text("rror").first.wait_for()
+    page.locator("#draw-mask").click()
+    page.get_by_text("broken.png: not a readable image").first.wait_for()
     screenshot(page, "demo_bad_upload")
     # the app still serves: draw with the example again after a reload
     page.reload()

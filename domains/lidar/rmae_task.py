@@ -1,0 +1,130 @@
+"""``maskworks train lidar/rmae``: R-MAE pre-training on shipped real scans plus simulated scenes.
+
+Data: the shipped KITTI frames (minus ``data.holdout``, kept for evaluation) and the nuScenes sweep,
+plus ``data.simulated`` scenes from :func:`simulate_scene`, each voxelised once to an occupancy grid.
+Augmentation: random flip and 90-degree rotations about the sensor (exact on the square grid).
+After training: reconstruction metrics and a BEV picture on the held-out KITTI frame, and the
+backbone exported alone to ``backbone.safetensors`` for a detector.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from maskworks.core.training.task import StepContext, Task
+
+from .io import read_kitti_bin, read_nuscenes_bin
+from .rmae import RMAE, augment_bev, occupancy_loss, sector_mask_occupied, visible_grid
+from .simulator import simulate_scene
+from .voxel import VoxelGrid
+
+
+def kitti_scan(frame: str) -> np.ndarray:
+    from maskworks.data import data_path
+
+    return read_kitti_bin(data_path("3d", "kitti", "training", "velodyne", f"{frame}.bin"))
+
+
+class OccupancyScans(Dataset):
+    """Occupancy grids ``{"occ": uint8 [nz, ny, nx]}`` of real and simulated scans, voxelised once."""
+
+    def __init__(self, grid: VoxelGrid, kitti_frames: list[str], nuscenes: bool = True, simulated: int = 0,
+                 sim_azimuth_step: float = 0.35, repeat: int = 1) -> None:
+        from maskworks.data import data_path
+
+        scans = [kitti_scan(f) for f in kitti_frames]
+        if nuscenes:
+            scans += [read_nuscenes_bin(p) for p in sorted(data_path("3d", "nuscenes").glob("*.pcd.bin"))]
+        scans += [simulate_scene(1000 + s, azimuth_step_deg=sim_azimuth_step)[0] for s in range(simulated)]
+        if not scans:
+            raise ValueError("no scans selected: set data.kitti_frames, data.nuscenes or data.simulated")
+        self.occ = torch.stack([torch.from_numpy(grid.occupancy(s).astype(np.uint8)) for s in scans])
+        self.num_real = len(scans) - simulated
+        self.repeat = int(repeat)
+
+    def __len__(self) -> int:
+        return len(self.occ) * self.repeat
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"occ": self.occ[i % len(self.occ)]}
+
+
+def _raw(model):
+    return model.module if hasattr(model, "module") else model
+
+
+class RMAETask(Task):
+    """``model``: :class:`RMAE` args (grid, widths, neg_ratio); ``masking``: radial_sector settings."""
+
+    def build_model(self) -> RMAE:
+        m = dict(self.cfg.get("model", {}))
+        mk = dict(self.cfg.get("masking") or {})
+        mk.pop("name", None)
+        return RMAE(grid=m.pop("grid", None), mask_ratio=float(mk.pop("ratio", 0.8)),
+                    sector_deg=float(mk.pop("sector_deg", 1.0)), range_aware=bool(mk.pop("range_aware", False)), **m)
+
+    def grid(self) -> VoxelGrid:
+        g = (self.cfg.get("model") or {}).get("grid") or {}
+        return VoxelGrid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+
+    def build_dataset(self, split: str = "train") -> OccupancyScans:
+        d = self.cfg.get("data", {})
+        holdout = set(d.get("holdout", ["000002"]))
+        frames = [f for f in d.get("kitti_frames", ["000000", "000001", "000002"]) if f not in holdout]
+        return OccupancyScans(self.grid(), frames, bool(d.get("nuscenes", True)), int(d.get("simulated", 0)),
+                              float(d.get("sim_azimuth_step", 0.35)), int(d.get("repeat", 1)))
+
+    def training_step(self, model, batch, ctx: StepContext):
+        raw = _raw(model)
+        occ = augment_bev(batch["occ"].bool(), ctx.rand(2))
+        # one mask per scan (occupied-voxel counts differ between scans), drawn from the step's generator
+        vis = []
+        for o in occ:
+            masked, idx = sector_mask_occupied(o, raw.voxel_grid, raw.masking, ctx.generator)
+            vis.append(visible_grid(o, masked, idx))
+        logits = model(torch.stack(vis))
+        return occupancy_loss(logits, occ, ctx.rand(*occ.shape[1:]).to(logits.device), raw.neg_ratio)
+
+    def on_fit_end(self, model: RMAE, run_dir: Path) -> dict:
+        """Metrics + BEV picture on the held-out KITTI frame; export the backbone for a detector."""
+        from maskworks.core.training.checkpoint import save_weights
+
+        from .rmae_eval import evaluate_frames
+
+        run_dir = Path(run_dir)
+        raw = _raw(model)
+        g = raw.voxel_grid
+        meta = {"what": "R-MAE BEV backbone (maskworks.domains.lidar.rmae.BEVBackbone)",
+                "in_channels": raw.backbone.in_channels, "widths": list(raw.backbone.widths),
+                "grid": {"x_range": list(g.x_range), "y_range": list(g.y_range), "z_range": list(g.z_range),
+                         "voxel_size": g.voxel_size},
+                "input": "occupancy [B, nz, ny, nx] float (height bins as channels), index [z, y, x]"}
+        save_weights(raw.backbone, run_dir / "backbone.safetensors", metadata=meta)
+        d = self.cfg.get("data", {})
+        ev = d.get("eval_frame", "000002")
+        calib = d.get("calib_frame", "000001")
+        res = evaluate_frames(raw, kitti_scan(ev), kitti_scan(calib) if calib else None,
+                              int(d.get("eval_repeats", 1)), run_dir / "rmae_bev.png")
+        (run_dir / "rmae_eval.json").write_text(json.dumps({"frame": ev, "calib_frame": calib, **res}, indent=2))
+        iou = {k: round(v["iou"], 4) for k, v in {**res["model"], **res["baselines"]}.items()}
+        return {"masked_iou": iou, "backbone": str(run_dir / "backbone.safetensors"),
+                "reconstruction": str(run_dir / "rmae_bev.png")}
+
+
+def load_backbone(path: str | Path):
+    """Rebuild the exported :class:`BEVBackbone` from ``backbone.safetensors`` (what a detector calls)."""
+    from maskworks.core.training.checkpoint import load_weights, weights_metadata
+
+    from .rmae import BEVBackbone
+
+    meta = weights_metadata(path)
+    if "widths" not in meta:
+        raise ValueError(f"{path} is not an exported R-MAE backbone (no 'widths' in its metadata)")
+    bb = BEVBackbone(int(meta["in_channels"]), tuple(meta["widths"]))
+    load_weights(path, bb)
+    return bb, meta

@@ -1,0 +1,349 @@
+"""Evaluation of chest X-ray anomaly detectors: image AUROC/AUPR on a labelled folder, and
+localisation (pixel AUROC, AUPRO) on synthetic lesions, with baselines in the same run.
+
+Synthetic-lesion protocol (:func:`insert_lesions`): every *normal* image of the evaluated data
+(never trained on) gets one elliptical lesion, centre uniform in the central 60 % of the image,
+semi-axes uniform in [6 %, 16 %] of the side, any angle, edges softened by a Gaussian (sigma 0.5
+px at 28 px, scaled with size). Half are opacities (consolidation-like:
+``x + a (1 - x) w``, a in [0.35, 0.6]), half lucencies (``x (1 - a w)``), both with blurred
+multiplicative texture noise. The ground truth is ``w > 0.5``. The seed fixes everything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from maskworks.domains.medical.anomaly_scoring import AnomalyScorer, Calibration, ScoreResult, gaussian_blur
+
+# ----------------------------------------------------------------------------- synthetic lesions
+
+
+def insert_lesions(images: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, 1, H, W]`` normal images in [0, 1] -> (images with one lesion each, masks ``[B, H, W]`` bool)."""
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = images.shape
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    out, masks = images.clone(), torch.zeros(b, h, w, dtype=torch.bool)
+    soft = 0.5 * h / 28
+    for i in range(b):
+        u = torch.rand(8, generator=g)
+        cy, cx = h * (0.2 + 0.6 * u[0]), w * (0.2 + 0.6 * u[1])
+        ay, ax = h * (0.06 + 0.10 * u[2]), w * (0.06 + 0.10 * u[3])
+        t = math.pi * float(u[4])
+        dy, dx = yy - cy, xx - cx
+        ry = (dy * math.cos(t) + dx * math.sin(t)) / ay
+        rx = (-dy * math.sin(t) + dx * math.cos(t)) / ax
+        hard = ((ry ** 2 + rx ** 2) <= 1).float()[None, None]
+        wmap = gaussian_blur(hard, soft)[0, 0] if soft > 0 else hard[0, 0]
+        noise = gaussian_blur(torch.randn(1, 1, h, w, generator=g), 1.0)[0, 0]
+        tex = (1 + 0.3 * noise / (noise.std() + 1e-6)).clamp(0.4, 1.6)
+        a = 0.35 + 0.25 * float(u[5])
+        x = out[i, 0]
+        if u[6] < 0.5:  # opacity
+            out[i, 0] = (x + a * (1 - x) * wmap * tex).clamp(0, 1)
+        else:           # lucency
+            out[i, 0] = (x * (1 - a * wmap * tex.clamp(0, 1 / a))).clamp(0, 1)
+        masks[i] = wmap > 0.5
+    return out, masks
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def aupr(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision with the abnormal class positive."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(labels, scores))
+
+
+def aupro(heatmaps: np.ndarray, masks: np.ndarray, max_fpr: float = 0.3, steps: int = 200) -> float:
+    """Area under the per-region-overlap curve up to ``max_fpr``, normalised to [0, 1]
+    (Bergmann et al., MVTec AD): each connected ground-truth region counts equally, whatever its size."""
+    from scipy import ndimage
+
+    heatmaps = np.asarray(heatmaps, dtype=np.float64)
+    masks = np.asarray(masks, dtype=bool)
+    regions = []  # (image index, boolean region)
+    for i, m in enumerate(masks):
+        lab, n = ndimage.label(m)
+        regions += [(i, lab == k) for k in range(1, n + 1)]
+    if not regions:
+        raise ValueError("AUPRO needs at least one anomalous region")
+    neg = heatmaps[~masks]
+    thresholds = np.quantile(neg, np.linspace(1.0, 1.0 - max_fpr, steps))  # FPR from 0 to max_fpr
+    fprs, pros = [], []
+    for t in thresholds:
+        fprs.append(float((neg > t).mean()))
+        pros.append(float(np.mean([(heatmaps[i][r] > t).mean() for i, r in regions])))
+    fprs, pros = np.asarray([0.0] + fprs), np.asarray([0.0] + pros)
+    order = np.argsort(fprs, kind="stable")
+    fprs, pros = fprs[order], pros[order]
+    keep = fprs <= max_fpr
+    f, p = fprs[keep], pros[keep]
+    if f[-1] < max_fpr:  # extend to exactly max_fpr
+        f, p = np.append(f, max_fpr), np.append(p, p[-1])
+    return float(np.trapezoid(p, f) / max_fpr)
+
+
+@dataclass
+class DetectorResult:
+    name: str
+    scores: np.ndarray
+    labels: np.ndarray
+    auroc: float
+    aupr: float
+    sensitivity: float | None = None   # at the threshold chosen on held-out normals
+    specificity: float | None = None
+    pixel_auroc: float | None = None
+    aupro: float | None = None
+    seconds: float = 0.0
+
+    def row(self) -> dict:
+        return {k: getattr(self, k) for k in ("name", "auroc", "aupr", "sensitivity", "specificity",
+                                              "pixel_auroc", "aupro", "seconds")}
+
+
+def evaluate_detector(name: str, score_fn: Callable[[torch.Tensor], ScoreResult], images: torch.Tensor,
+                      labels: np.ndarray, calib: torch.Tensor | None = None, lesion_images: torch.Tensor | None = None,
+                      lesion_masks: torch.Tensor | None = None, specificity: float = 0.95) -> DetectorResult:
+    """Image AUROC/AUPR (label 1 = abnormal), sensitivity/specificity at the threshold set on
+    ``calib`` normals at ``specificity``, and localisation on synthetic lesions when given."""
+    t0 = time.time()
+    res = score_fn(images)
+    s = res.scores.numpy().astype(np.float64)
+    out = DetectorResult(name, s, labels, auroc(labels, s), aupr(labels, s))
+    if calib is not None:
+        cal = Calibration.fit(score_fn(calib).scores, specificity=specificity)
+        z = cal.normalise(s)
+        pred = z > cal.threshold
+        out.sensitivity = float(pred[labels == 1].mean())
+        out.specificity = float(1 - pred[labels == 0].mean())
+    if lesion_images is not None:
+        heat = score_fn(lesion_images).heatmaps.numpy()
+        m = lesion_masks.numpy()
+        out.pixel_auroc = auroc(m.ravel().astype(int), heat.ravel())
+        out.aupro = aupro(heat, m)
+    out.seconds = round(time.time() - t0, 2)
+    return out
+
+
+# ----------------------------------------------------------------------------- reporting
+
+def markdown_table(results: list[DetectorResult], title: str = "") -> str:
+    f = lambda v: "–" if v is None else f"{v:.3f}"
+    lines = ([f"**{title}**", ""] if title else []) + [
+        "| detector | image AUROC | image AUPR | sens. @ thr | spec. @ thr | pixel AUROC (synthetic) | AUPRO@0.3 (synthetic) |",
+        "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.name} | {f(r.auroc)} | {f(r.aupr)} | {f(r.sensitivity)} | {f(r.specificity)} | "
+                     f"{f(r.pixel_auroc)} | {f(r.aupro)} |")
+    return "\n".join(lines)
+
+
+def roc_plot(results: list[DetectorResult], path: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for r in results:
+        fpr, tpr, _ = roc_curve(r.labels, r.scores)
+        ax.plot(fpr, tpr, lw=1.5, label=f"{r.name} ({r.auroc:.3f})")
+    ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
+    ax.set_xlabel("false positive rate (normal images flagged)")
+    ax.set_ylabel("true positive rate (abnormal images found)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- the command
+
+def _load(weights: str | Path):
+    from maskworks.core.training.task import load_trained
+
+    task, model = load_trained(weights, "cpu")
+    return task, model
+
+
+def _default_plain() -> str | None:
+    try:
+        from maskworks.data import data_path
+
+        return str(data_path("weights", "memmc-cxr.plain-mae.safetensors"))
+    except FileNotFoundError:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="maskworks eval medical/anomaly", description=
+                                "Image-level anomaly detection (AUROC, AUPR; label 'normal' vs anything else) of "
+                                "MemMC-MAE on a data folder (images/ + labels.csv), next to a plain MAE's "
+                                "reconstruction error and a PatchCore baseline on the plain MAE's encoder, all in "
+                                "this run; plus localisation (pixel AUROC, AUPRO) on synthetic lesions inserted into "
+                                "the folder's normal images. Writes a Markdown table, JSON and a ROC plot.")
+    p.add_argument("--data", help="data folder (default: the validation split the model's recipe names)")
+    p.add_argument("--split", help="split of --data to use (default: all rows; the recipe's val split without --data)")
+    p.add_argument("--weights", help="MemMC-MAE weights (default: shipped data/weights/memmc-cxr.safetensors)")
+    p.add_argument("--plain-weights", default=_default_plain(),
+                   help="a plain MAE trained on the same normals (recipe preset 'plain'); baseline (a) and the "
+                        "backbone of baseline (b). Default: the shipped memmc-cxr.plain-mae.safetensors")
+    p.add_argument("--ablation", action="append", default=[], metavar="NAME=WEIGHTS",
+                   help="more MemMC-MAE variants to score the same way (repeatable)")
+    p.add_argument("--errors", default="", help="also score MemMC-MAE with these error maps, comma separated "
+                   "(pixel,ssim,feature,mix) for the scoring study")
+    p.add_argument("--no-lesions", action="store_true", help="skip the synthetic-lesion localisation")
+    p.add_argument("--lesion-seed", type=int, default=0)
+    p.add_argument("--specificity", type=float, default=0.95, help="threshold on held-out normals (default 0.95)")
+    p.add_argument("--json", help="write results as JSON here")
+    p.add_argument("--md", help="write the Markdown table here")
+    p.add_argument("--plot", help="ROC plot PNG (default: beside --json or --md, else roc.png)")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+
+    from maskworks.core.datasets import LabelledImageFolder
+    from maskworks.core.tasks.image_mae import resolve_data_root
+    from maskworks.domains.medical.anomaly_baselines import PatchCore
+    from maskworks.domains.medical.anomaly_detector import record_path, shipped_weights
+
+    torch.set_grad_enabled(False)
+    weights = Path(a.weights) if a.weights else shipped_weights()
+    task, model = _load(weights)
+    rec_file = record_path(weights)
+    record = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
+    scoring = dict(record.get("scoring") or task.cfg.get("scoring") or {})
+    d = task.cfg["data"]
+    root = Path(a.data) if a.data else resolve_data_root(d["root"])
+    split = a.split if a.split is not None else (None if a.data else d.get("val_split"))
+    ds = LabelledImageFolder(root, split=split, size=model.input_size[0], channels=int(d.get("channels", 1)))
+    labels = (~ds.is_normal).numpy().astype(int)
+    if labels.min() == labels.max():
+        raise SystemExit(f"{root} (split {split}): needs both normal and abnormal images for AUROC")
+    calib = task.build_dataset("calib").images
+    train_normals = task.build_dataset("train").images
+    lesion_images = lesion_masks = None
+    if not a.no_lesions:
+        lesion_images, lesion_masks = insert_lesions(ds.images[ds.is_normal], seed=a.lesion_seed)
+    prog = not a.no_progress
+    common = dict(images=ds.images, labels=labels, calib=calib, lesion_images=lesion_images,
+                  lesion_masks=lesion_masks, specificity=a.specificity)
+    print(f"{len(ds)} images from {root} (split {split}): {int((labels == 0).sum())} normal, "
+          f"{int(labels.sum())} abnormal; trained on {len(train_normals)} normals, calibrated on {len(calib)} "
+          f"held-out normals; {0 if lesion_images is None else len(lesion_images)} synthetic-lesion images")
+
+    results: list[DetectorResult] = []
+
+    def run(name: str, fn: Callable[[torch.Tensor], ScoreResult]) -> None:
+        results.append(evaluate_detector(name, fn, **common))
+        r = results[-1]
+        print(f"  {name}: AUROC {r.auroc:.3f}  AUPR {r.aupr:.3f}  ({r.seconds:.0f} s)", flush=True)
+
+    scorer = AnomalyScorer.from_config(model, scoring)
+    tag = f"{scorer.error}, {scorer.reduce}"
+    run(f"MemMC-MAE ({tag})", lambda x: scorer.score(x, prog, "MemMC-MAE"))
+    for err in [e.strip() for e in a.errors.split(",") if e.strip() and e.strip() != scorer.error]:
+        s2 = AnomalyScorer.from_config(model, {**scoring, "error": err})
+        run(f"MemMC-MAE ({err}, {s2.reduce})", lambda x, s2=s2: s2.score(x, prog, err))
+    for item in a.ablation:
+        name, _, w = item.partition("=")
+        _, m2 = _load(w)
+        s3 = AnomalyScorer.from_config(m2, scoring)
+        run(f"{name} ({tag})", lambda x, s3=s3: s3.score(x, prog, name))
+    if a.plain_weights:
+        _, plain = _load(a.plain_weights)
+        sp = AnomalyScorer.from_config(plain, {**scoring, "error": "pixel", "reduce": "mean"})
+        run("plain MAE (pixel error, mean)", lambda x: sp.score(x, prog, "plain MAE"))
+        pc = PatchCore(plain).fit(train_normals)
+        run("PatchCore (plain-MAE encoder)", lambda x: pc.score(x, prog))
+    else:
+        print("no --plain-weights: baselines skipped")
+
+    title = f"{root.name} split {split}: {int((labels == 0).sum())} normal / {int(labels.sum())} abnormal"
+    table = markdown_table(results, title)
+    print(table)
+    out = {"data": str(root), "split": split, "images": len(ds), "normal": int((labels == 0).sum()),
+           "abnormal": int(labels.sum()), "train_normals": len(train_normals), "calibration_normals": len(calib),
+           "synthetic_lesion_images": 0 if lesion_images is None else len(lesion_images),
+           "lesion_seed": a.lesion_seed, "specificity": a.specificity, "weights": str(weights),
+           "plain_weights": a.plain_weights, "scoring": scorer.config(), "results": [r.row() for r in results]}
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    if a.md:
+        Path(a.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.md).write_text(table + "\n")
+    plot = a.plot or str(Path(a.json or a.md or "roc.json").with_suffix("")) + "_roc.png"
+    roc_plot(results, plot, title)
+    print(f"ROC plot: {plot}")
+    return 0
+
+
+def bench_main(argv: list[str]) -> int:
+    """``maskworks bench anomaly-latency``: CPU latency per image of MemMC-MAE scoring vs plain-MAE scoring."""
+    p = argparse.ArgumentParser(prog="maskworks bench anomaly-latency", description=
+                                "Inference latency per image on CPU (batch 1, one thread unless --threads): the shipped "
+                                "MemMC-MAE with its scoring (K complementary masks, its error map) vs the plain MAE "
+                                "with pixel error and the same masks, measured in the same run; prints the ratio.")
+    p.add_argument("--weights", help="MemMC-MAE weights (default: shipped)")
+    p.add_argument("--plain-weights", default=_default_plain(), help="plain MAE weights (default: shipped)")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="write the result here")
+    a = p.parse_args(argv)
+    from maskworks.domains.medical.anomaly_detector import AnomalyDetector
+
+    torch.set_num_threads(a.threads)
+    det = AnomalyDetector.load(a.weights, device="cpu")
+    if not a.plain_weights:
+        raise SystemExit("no plain MAE weights: pass --plain-weights")
+    _, plain = _load(a.plain_weights)
+    plain_scorer = AnomalyScorer.from_config(plain, {**det.scorer.config(), "error": "pixel", "reduce": "mean"})
+    x = torch.rand(1, 1, det.size, det.size, generator=torch.Generator().manual_seed(0))
+
+    def timeit(fn) -> list[float]:
+        for _ in range(a.warmup):
+            fn()
+        ts = []
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return ts
+
+    # interleave the two so that load from other processes hits both alike
+    mem_t, plain_t = [], []
+    for _ in range(3):
+        mem_t += timeit(lambda: det.scorer.score_batch(x))
+        plain_t += timeit(lambda: plain_scorer.score_batch(x))
+    m, pl = float(np.median(mem_t)) * 1e3, float(np.median(plain_t)) * 1e3
+    out = {"device": "cpu", "threads": a.threads, "image_size": det.size, "k": det.scorer.k,
+           "memmc_error": det.scorer.error, "memmc_ms_per_image": round(m, 3), "plain_ms_per_image": round(pl, 3),
+           "ratio_memmc_over_plain": round(m / pl, 3), "repeats": 3 * a.repeats}
+    print(f"MemMC-MAE scoring ({det.scorer.error}, K={det.scorer.k}): {m:.2f} ms/image (median)\n"
+          f"plain MAE scoring (pixel, K={det.scorer.k}):   {pl:.2f} ms/image (median)\n"
+          f"ratio MemMC / plain: {m / pl:.2f}x  (CPU, {a.threads} thread(s), batch 1, {det.size} px)")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    return 0

@@ -1,0 +1,56 @@
+"""The LiDAR scene simulator: determinism, points on surfaces, beam elevations."""
+from __future__ import annotations
+
+import numpy as np
+
+from maskworks.domains.lidar.boxes import points_in_rotated_box
+from maskworks.domains.lidar.simulator import cast, hdl64_elevations, random_scene, simulate_scene
+
+
+def test_simulator_is_deterministic_under_a_seed() -> None:
+    a = simulate_scene(3, azimuth_step_deg=1.0)
+    b = simulate_scene(3, azimuth_step_deg=1.0)
+    c = simulate_scene(4, azimuth_step_deg=1.0)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2] == b[2] and set(a[2]) <= {"Car", "Pedestrian", "Cyclist"}
+    assert a[0].shape[1] == 4 and a[1].shape == (len(a[2]), 7) and a[0].dtype == np.float32
+    assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
+
+
+def test_points_lie_on_surfaces_and_boxes_follow_the_kitti_lidar_convention() -> None:
+    scene = random_scene(5)
+    pts, src = cast(scene, hdl64_elevations(), azimuth_step_deg=1.0, range_noise=0.0)
+    ground = pts[src == -1]
+    assert len(ground) > 1000
+    np.testing.assert_allclose(ground[:, 2], -1.73, atol=1e-4)  # ground points at the ground height
+    m = len(scene.boxes)
+    for j in range(m):  # every box hit lies on its box (surface, within 1 mm)
+        hits = pts[src == j]
+        if len(hits):
+            grown = scene.boxes[j].copy()
+            grown[3:6] += 2e-3
+            assert points_in_rotated_box(hits, grown[None])[0].all()
+            shrunk = scene.boxes[j].copy()
+            shrunk[3:6] -= 2e-2
+            assert not points_in_rotated_box(hits, shrunk[None])[0].any()  # on the surface, not inside
+    # boxes stand on the ground: z_center - h / 2 == ground
+    np.testing.assert_allclose(scene.boxes[:, 2] - scene.boxes[:, 5] / 2, -1.73, atol=1e-9)
+    for x, y, r, top in scene.cylinders:  # trunk hits are at the trunk radius
+        hits = pts[(src >= m) & (src < m + len(scene.cylinders))]
+        if len(hits):
+            d = np.hypot(hits[:, 0:1] - scene.cylinders[:, 0], hits[:, 1:2] - scene.cylinders[:, 1])
+            assert np.abs(d - scene.cylinders[:, 2]).min(1).max() < 1e-3
+        break
+
+
+def test_beam_elevations_match_the_configured_beams() -> None:
+    el = hdl64_elevations()
+    assert len(el) == 64 and el[0] == 2.0 and el[-1] == -24.8
+    scene = random_scene(1)
+    pts, _ = cast(scene, el, azimuth_step_deg=2.0, range_noise=0.0)
+    elev = np.rad2deg(np.arctan2(pts[:, 2], np.hypot(pts[:, 0], pts[:, 1])))
+    nearest = np.abs(elev[:, None] - el[None]).min(1)
+    assert nearest.max() < 1e-3  # every point is on one of the 64 beams
+    seen = np.unique(np.abs(elev[:, None] - el[None]).argmin(1))
+    assert len(seen) >= 60  # nearly every beam returns something (upper beams may see only sky)
