@@ -18,6 +18,8 @@ CONFIGS = {
               image=224, batch=16, label="dim 192, 12 layers, 3 heads, decoder 128x4, 224 px, batch 16"),
     "b": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
               image=224, batch=8, label="ViT-B/16, decoder 512x8, 224 px, batch 8"),
+    "tiny": dict(embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+                 image=64, batch=4, label="tiny (for tests)"),
 }
 
 

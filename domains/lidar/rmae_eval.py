@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskworks.core.masking import RadialSectorMasking
-
 from .rmae import RMAE, sector_mask_occupied, sector_of_cells, visible_grid
 from .voxel import VoxelGrid
 

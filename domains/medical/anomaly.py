@@ -29,7 +29,7 @@ from maskworks.core.masking import Mask, keep_visible, no_mask
 from maskworks.core.masking.registry import build_masking
 from maskworks.core.training.task import StepContext, Task
 
-__all__ = ["MemMCMAE", "MemMCTask", "normal_split"]
+__all__ = ["MemMCMAE", "MemMCTask", "normal_split", "recalibrate"]
 
 
 class MemMCMAE(MaskedAutoencoder):
@@ -230,6 +230,19 @@ class MemMCTask(Task):
         (Path(run_dir) / "anomaly.json").write_text(json.dumps(record, indent=2, default=str))
         return {"calibration_normals": len(calib), "threshold_z": round(cal.threshold, 4),
                 "anomaly_record": str(Path(run_dir) / "anomaly.json")}
+
+
+def recalibrate(weights: str | Path, scoring: dict | None = None) -> dict:
+    """Re-score a trained run with (new) ``scoring`` settings and rewrite its ``anomaly.json``
+    (same calibration protocol as at the end of training); returns the record."""
+    from maskworks.core.training.task import load_trained
+
+    weights = Path(weights)
+    task, model = load_trained(weights)
+    if scoring:
+        task.cfg["scoring"] = {**(task.cfg.get("scoring") or {}), **scoring}
+    task.on_fit_end(model, weights.parent)
+    return json.loads((weights.parent / "anomaly.json").read_text())
 
 
 def _version_string(cfg: dict) -> str:

@@ -213,6 +213,10 @@ def main(argv: list[str]) -> int:
                    help="more MemMC-MAE variants to score the same way (repeatable)")
     p.add_argument("--errors", default="", help="also score MemMC-MAE with these error maps, comma separated "
                    "(pixel,ssim,feature,mix) for the scoring study")
+    p.add_argument("--scoring", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scorer setting for MemMC-MAE and the ablation, e.g. error=pixel (repeatable)")
+    p.add_argument("--max-normals", type=int, default=None,
+                   help="use at most this many training normals (seeded) for statistics and the PatchCore bank")
     p.add_argument("--no-lesions", action="store_true", help="skip the synthetic-lesion localisation")
     p.add_argument("--lesion-seed", type=int, default=0)
     p.add_argument("--specificity", type=float, default=0.95, help="threshold on held-out normals (default 0.95)")
@@ -233,6 +237,11 @@ def main(argv: list[str]) -> int:
     rec_file = record_path(weights)
     record = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
     scoring = dict(record.get("scoring") or task.cfg.get("scoring") or {})
+    for item in a.scoring:
+        import yaml
+
+        k, _, v = item.partition("=")
+        scoring[k.strip()] = yaml.safe_load(v)
     d = task.cfg["data"]
     root = Path(a.data) if a.data else resolve_data_root(d["root"])
     split = a.split if a.split is not None else (None if a.data else d.get("val_split"))
@@ -242,6 +251,9 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"{root} (split {split}): needs both normal and abnormal images for AUROC")
     calib = task.build_dataset("calib").images
     train_normals = task.build_dataset("train").images
+    if a.max_normals and len(train_normals) > a.max_normals:
+        pick = torch.randperm(len(train_normals), generator=torch.Generator().manual_seed(0))[:a.max_normals]
+        train_normals = train_normals[pick.sort().values]
     lesion_images = lesion_masks = None
     if not a.no_lesions:
         lesion_images, lesion_masks = insert_lesions(ds.images[ds.is_normal], seed=a.lesion_seed)
@@ -259,20 +271,26 @@ def main(argv: list[str]) -> int:
         r = results[-1]
         print(f"  {name}: AUROC {r.auroc:.3f}  AUPR {r.aupr:.3f}  ({r.seconds:.0f} s)", flush=True)
 
-    scorer = AnomalyScorer.from_config(model, scoring)
-    tag = f"{scorer.error}, {scorer.reduce}"
+    def make(m, cfg) -> AnomalyScorer:
+        sc = AnomalyScorer.from_config(m, cfg)
+        return sc.fit_normal(train_normals, prog) if sc.standardise != "none" else sc
+
+    scorer = make(model, scoring)
+    tag = f"{scorer.error}" + (f", per-pixel {scorer.standardise} z" if scorer.standardise != "none" else "") + \
+        f", {scorer.reduce}"
     run(f"MemMC-MAE ({tag})", lambda x: scorer.score(x, prog, "MemMC-MAE"))
     for err in [e.strip() for e in a.errors.split(",") if e.strip() and e.strip() != scorer.error]:
-        s2 = AnomalyScorer.from_config(model, {**scoring, "error": err})
-        run(f"MemMC-MAE ({err}, {s2.reduce})", lambda x, s2=s2: s2.score(x, prog, err))
+        s2 = make(model, {**scoring, "error": err})
+        run(f"MemMC-MAE ({err}" + (", per-pixel z" if s2.standardise != "none" else "") + f", {s2.reduce})", lambda x, s2=s2: s2.score(x, prog, err))
     for item in a.ablation:
         name, _, w = item.partition("=")
         _, m2 = _load(w)
-        s3 = AnomalyScorer.from_config(m2, scoring)
+        s3 = make(m2, scoring)
         run(f"{name} ({tag})", lambda x, s3=s3: s3.score(x, prog, name))
     if a.plain_weights:
         _, plain = _load(a.plain_weights)
-        sp = AnomalyScorer.from_config(plain, {**scoring, "error": "pixel", "reduce": "mean"})
+        sp = AnomalyScorer.from_config(plain, {**scoring, "error": "pixel", "reduce": "mean", "standardise": "none",
+                                               "sigma": 0.0})
         run("plain MAE (pixel error, mean)", lambda x: sp.score(x, prog, "plain MAE"))
         pc = PatchCore(plain).fit(train_normals)
         run("PatchCore (plain-MAE encoder)", lambda x: pc.score(x, prog))
@@ -319,7 +337,8 @@ def bench_main(argv: list[str]) -> int:
     if not a.plain_weights:
         raise SystemExit("no plain MAE weights: pass --plain-weights")
     _, plain = _load(a.plain_weights)
-    plain_scorer = AnomalyScorer.from_config(plain, {**det.scorer.config(), "error": "pixel", "reduce": "mean"})
+    plain_scorer = AnomalyScorer.from_config(plain, {**det.scorer.config(), "error": "pixel", "reduce": "mean",
+                                                     "standardise": "none", "sigma": 0.0})
     x = torch.rand(1, 1, det.size, det.size, generator=torch.Generator().manual_seed(0))
 
     def timeit(fn) -> list[float]:

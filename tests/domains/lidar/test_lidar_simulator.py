@@ -36,12 +36,13 @@ def test_points_lie_on_surfaces_and_boxes_follow_the_kitti_lidar_convention() ->
             assert not points_in_rotated_box(hits, shrunk[None])[0].any()  # on the surface, not inside
     # boxes stand on the ground: z_center - h / 2 == ground
     np.testing.assert_allclose(scene.boxes[:, 2] - scene.boxes[:, 5] / 2, -1.73, atol=1e-9)
-    for x, y, r, top in scene.cylinders:  # trunk hits are at the trunk radius
-        hits = pts[(src >= m) & (src < m + len(scene.cylinders))]
-        if len(hits):
-            d = np.hypot(hits[:, 0:1] - scene.cylinders[:, 0], hits[:, 1:2] - scene.cylinders[:, 1])
-            assert np.abs(d - scene.cylinders[:, 2]).min(1).max() < 1e-3
-        break
+    trunk = pts[(src >= m) & (src < m + len(scene.cylinders))]
+    assert len(trunk) > 0
+    d = np.hypot(trunk[:, 0:1] - scene.cylinders[:, 0], trunk[:, 1:2] - scene.cylinders[:, 1])
+    assert np.abs(d - scene.cylinders[:, 2]).min(1).max() < 1e-3  # trunk hits at the trunk radius
+    crowns = pts[src >= m + len(scene.cylinders)]
+    d = np.linalg.norm(crowns[:, None, :3] - scene.spheres[None, :, :3], axis=-1)
+    assert np.abs(d - scene.spheres[:, 3]).min(1).max() < 1e-3  # crown hits on the sphere
 
 
 def test_beam_elevations_match_the_configured_beams() -> None:

@@ -68,3 +68,19 @@ def test_occupancy_loss_balances_positives_and_sampled_negatives() -> None:
     assert float(occupancy_loss(wrong.view_as(perfect), occ, u)) < 1e-6
     wrong[neg_order[0]] = 20.0
     assert float(occupancy_loss(wrong.view_as(perfect), occ, u)) == pytest.approx(20 / 2, rel=1e-3)
+
+
+def test_copy_nearest_kept_sector_baseline_rotates_the_kept_column() -> None:
+    from maskworks.domains.lidar.rmae import sector_of_cells
+    from maskworks.domains.lidar.rmae_eval import copy_nearest_sector
+
+    grid = VoxelGrid((-2.0, 2.0), (-2.0, 2.0), (0.0, 0.5), 0.5)  # 1 x 8 x 8
+    vis = np.zeros(grid.shape, bool)
+    vis[0, 4, 6] = True  # centre (x, y) = (1.25, 0.25): sector 0 of four 90-degree sectors
+    cell_sector = sector_of_cells(grid, 90.0)
+    assert cell_sector[4, 6] == 0 and cell_sector[6, 3] == 1  # (x, y) = (-0.25, 1.25) is in sector 1
+    kept = np.array([True, False, False, False])
+    region = cell_sector == 1
+    out = copy_nearest_sector(vis, region, cell_sector, kept, grid, 90.0)
+    # sector 1's nearest kept sector is 0: rotating (-0.25, 1.25) by -90 deg lands on (1.25, 0.25)
+    assert out[0, 6, 3] and int(out.sum()) == 1

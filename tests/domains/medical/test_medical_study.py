@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from maskworks.domains.medical.study import main
@@ -14,6 +15,7 @@ from test_medical_pretrain import write_folder  # noqa: E402  (tests/domains/med
 torch.set_num_threads(1)
 
 
+@pytest.mark.slow  # ~25 s of CPU: two 1-step pre-trainings through fit, 6 fine-tunes
 def test_label_fraction_study_end_to_end(tmp_path: Path) -> None:
     data = write_folder(tmp_path / "data", ["normal"] * 24 + ["abnormal"] * 16)  # no split column
     out, js = tmp_path / "out", tmp_path / "res.json"

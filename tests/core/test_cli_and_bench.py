@@ -1,0 +1,55 @@
+import math
+import subprocess
+import sys
+
+import pytest
+
+from maskworks.apps.cli import BENCHES, EVALS, PREDICTS, build_parser, main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "maskworks.apps.cli", *args], capture_output=True, text=True)
+
+
+def test_every_subcommand_has_help_that_explains():
+    for cmd, phrase in [("train", "--resume"), ("eval", "Entries"), ("predict", "Entries"), ("bench", "peer"),
+                        ("demo", "127.0.0.1"), ("masks", "strategy")]:
+        r = run(cmd, "--help")
+        assert r.returncode == 0 and phrase in r.stdout, (cmd, r.stdout)
+
+
+def test_entries_are_registered_and_importable():
+    import importlib
+
+    assert "mae-step" in BENCHES and "image-mae" in EVALS and "image-mae" in PREDICTS
+    for table in (BENCHES, EVALS, PREDICTS):
+        for name, entry in table.items():
+            mod, fn = entry.split(":")
+            assert callable(getattr(importlib.import_module(mod), fn)), name
+
+
+def test_unknown_entry_and_recipe_are_explained(capsys):
+    assert main(["bench", "nope"]) == 2
+    assert "choose one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no recipe 'nope'.*image-mae-cxr"):
+        main(["train", "nope"])
+
+
+def test_train_list_shows_recipes(capsys):
+    assert main(["train", "--list"]) == 0
+    assert "image-mae-cxr" in capsys.readouterr().out
+
+
+def test_mae_step_bench_reports_a_ratio():
+    from maskworks.core.bench import bench_config
+
+    r = bench_config("tiny", steps=2, warmup=1)
+    assert r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
+    assert math.isclose(r["ratio"], r["maskworks_img_s"] / r["huggingface_img_s"], rel_tol=0.01)
+
+
+def test_masks_command_draws_every_strategy(tmp_path):
+    from maskworks.apps.entries.masks import STRATEGY_CHOICES, draw_all
+
+    paths = draw_all(None, tmp_path)
+    assert len(paths) == 1 + len(STRATEGY_CHOICES) and all(p.stat().st_size > 1000 for p in paths)
