@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import screenshot
-
 pytestmark = pytest.mark.browser
 
 TAB = "Anomaly heatmap (chest X-ray)"
@@ -20,7 +18,7 @@ def _expected_z(name: str) -> float:
     return AnomalyDetector.load().analyse(to_unit_range(arr, meta)).z
 
 
-def test_anomaly_tab_scores_an_example_and_explains_a_bad_upload(page, tmp_path):
+def test_anomaly_tab_scores_an_example_and_explains_a_bad_upload(page, tmp_path, screenshot):
     page.get_by_role("tab", name=TAB).click()
     page.locator("#anomaly-example-go").click()
     info = page.locator("#anomaly-info")

@@ -156,3 +156,15 @@ def test_recipe_presets_and_overrides(tmp_path):
     bad.write_text("task: [unclosed")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_bf16_autocast_and_gradient_accumulation_run(tmp_path):
+    from maskworks.core.training import fit
+
+    cfg = apply_overrides(load_recipe(_recipe(), "smoke"), TINY + [
+        "trainer.max_steps=3", "trainer.accumulate=2", "trainer.precision=bf16-mixed", "trainer.log_every=1",
+        "trainer.accelerator=cpu"])
+    summary = fit(cfg, tmp_path, progress=False)
+    losses = logged_losses(tmp_path)
+    assert len(losses) == 3 and all(0 < l < 10 for l in losses)
+    assert summary["steps"] == 3 and (tmp_path / "tb").is_dir() and (tmp_path / "reconstruction.png").is_file()
