@@ -275,13 +275,15 @@ def main(argv: list[str]) -> int:
         sc = AnomalyScorer.from_config(m, cfg)
         return sc.fit_normal(train_normals, prog) if sc.standardise != "none" else sc
 
+    def label(sc: AnomalyScorer) -> str:
+        return f"{sc.error}" + (f", per-pixel {sc.standardise} z" if sc.standardise != "none" else "") + f", {sc.reduce}"
+
     scorer = make(model, scoring)
-    tag = f"{scorer.error}" + (f", per-pixel {scorer.standardise} z" if scorer.standardise != "none" else "") + \
-        f", {scorer.reduce}"
+    tag = label(scorer)
     run(f"MemMC-MAE ({tag})", lambda x: scorer.score(x, prog, "MemMC-MAE"))
     for err in [e.strip() for e in a.errors.split(",") if e.strip() and e.strip() != scorer.error]:
         s2 = make(model, {**scoring, "error": err})
-        run(f"MemMC-MAE ({err}" + (", per-pixel z" if s2.standardise != "none" else "") + f", {s2.reduce})", lambda x, s2=s2: s2.score(x, prog, err))
+        run(f"MemMC-MAE ({label(s2)})", lambda x, s2=s2: s2.score(x, prog, err))
     for item in a.ablation:
         name, _, w = item.partition("=")
         _, m2 = _load(w)
@@ -366,3 +368,44 @@ def bench_main(argv: list[str]) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
     return 0
+
+
+def example_figure(path: str | Path, n_lesions: int = 4, seed: int = 0) -> Path:
+    """Docs figure: the shipped examples and synthetic lesions (ground truth in white) with the
+    shipped model's heatmaps: ``python -c "from maskworks.domains.medical.anomaly_eval import
+    example_figure; example_figure('docs/medical/anomaly_examples.png')"``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskworks.core.datasets import LabelledImageFolder
+    from maskworks.data import data_path
+    from maskworks.domains.medical.anomaly_detector import AnomalyDetector, overlay, to_unit_range
+    from maskworks.domains.medical.io import load_medical_image
+
+    det = AnomalyDetector.load(device="cpu")
+    panels = []
+    for f in sorted(data_path("examples", "anomaly").glob("*.png")):
+        arr, meta = load_medical_image(f)
+        r = det.analyse(to_unit_range(arr, meta))
+        panels.append((f.stem, r, None))
+    ds = LabelledImageFolder(data_path("cxr", "pneumoniamnist_28px"), "val", det.size)
+    les, masks = insert_lesions(ds.images[ds.is_normal][:n_lesions], seed=seed)
+    for i in range(n_lesions):
+        panels.append((f"synthetic lesion {i}", det.analyse(les[i, 0].numpy()), masks[i].numpy()))
+    fig, axes = plt.subplots(2, len(panels), figsize=(1.9 * len(panels), 4.1))
+    for j, (name, r, m) in enumerate(panels):
+        axes[0, j].imshow(r.image, cmap="gray", vmin=0, vmax=1)
+        if m is not None:
+            axes[0, j].contour(m, levels=[0.5], colors="w", linewidths=0.8)
+        axes[0, j].set_title(name.replace("_val_", "\nval_"), fontsize=7)
+        axes[1, j].imshow(overlay(r.image, r.heatmap, r.pixel_threshold, 0.6, size=112))
+        axes[1, j].set_title(f"z = {r.z:+.2f}" + (" (flagged)" if r.anomalous else ""), fontsize=7)
+        for ax in axes[:, j]:
+            ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
