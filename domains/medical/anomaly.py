@@ -51,6 +51,8 @@ class MemMCMAE(MaskedAutoencoder):
         self.memory = nn.ParameterList([nn.Parameter(torch.zeros(self.memory_size, dim)) for _ in range(depth)]) \
             if self.memory_size > 0 else None
         if self.multi_level:
+            if ddepth == 0:
+                raise ValueError("multi_level=True needs decoder_depth >= 1 (the decoder blocks cross-attend)")
             first = self.decoder_blocks[0]
             heads = first.attn.num_heads
             mlp_ratio = first.mlp.fc1.out_features / ddim
@@ -107,7 +109,6 @@ class MemMCMAE(MaskedAutoencoder):
             return super().forward_decoder(latent, mask)
         if levels is None:
             raise ValueError("multi-level decoding needs the encoder levels: use forward() or encoder_levels()")
-        from maskworks.core.masking import gather_tokens
         from maskworks.core.masking.ops import restore_tokens
 
         contexts = self.level_contexts(levels)

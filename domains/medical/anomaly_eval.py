@@ -409,3 +409,33 @@ def example_figure(path: str | Path, n_lesions: int = 4, seed: int = 0) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scoring_selection(weights: str | Path, out: str | Path | None = None, sigma: float = 0.5) -> dict:
+    """Choose the scoring without touching the reported split: AUROC of held-out training normals
+    vs the *training-split* abnormal images (never trained on: training uses normals only), for
+    every error map x standardisation x reduction. Wrote ``docs/medical/anomaly_scoring_selection.json``."""
+    from maskworks.core.datasets import LabelledImageFolder
+    from maskworks.core.tasks.image_mae import resolve_data_root
+
+    torch.set_grad_enabled(False)
+    task, model = _load(weights)
+    d = task.cfg["data"]
+    train, calib = task.build_dataset("train").images, task.build_dataset("calib").images
+    full = LabelledImageFolder(resolve_data_root(d["root"]), d.get("split"), model.input_size[0])
+    x = torch.cat([calib, full.images[~full.is_normal]])
+    y = np.r_[np.zeros(len(calib)), np.ones(int((~full.is_normal).sum()))]
+    res = {"weights": str(weights), "normals (held-out train)": len(calib),
+           "abnormal (train split, unused)": int(y.sum()), "auroc": {}}
+    for err in ("pixel", "ssim", "feature"):
+        for std in ("none", "abs", "signed"):
+            s = AnomalyScorer(model, error=err, sigma=sigma, standardise=std, reduce="mean")
+            if std != "none":
+                s.fit_normal(train)
+            heat = s.score(x, progress=False).heatmaps
+            for red in ("mean", "topk"):
+                s.reduce = red
+                res["auroc"][f"{err} / {std} / {red}"] = round(auroc(y, s.reduce_map(heat).numpy()), 3)
+    if out:
+        Path(out).write_text(json.dumps(res, indent=2))
+    return res

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskworks.core.masking import Mask, mask_from_scores, no_mask
+from maskworks.core.masking import Mask, mask_from_scores
 
 ERRORS = ("pixel", "ssim", "feature", "mix")
 REDUCTIONS = ("mean", "topk", "max")
@@ -111,8 +111,6 @@ def encoder_features(model: nn.Module, x: Tensor) -> list[Tensor]:
     if hasattr(model, "encode_levels"):
         levels = model.encode_levels(x)
     else:
-        from maskworks.core.masking import keep_visible
-
         patches = model.patchify(x)
         pos = model.pos_embed[c:].to(patches.dtype).expand(patches.shape[0], -1, -1)
         h = model.patch_embed(patches) + pos
