@@ -188,7 +188,9 @@ def run(path: str | None, threshold: float):
     try:
         pts, det_all, notes, dt = analyse_file(path)
     except (ValueError, OSError) as e:
-        raise gr.Error(f"Cannot read {name}: {e}") from None
+        msg = str(e)
+        msg = msg[len(name) + 2:] if msg.startswith(f"{name}: ") else msg
+        raise gr.Error(f"Cannot read {name}: {msg}") from None
     det = det_all.filter(float(threshold))
     rows = [[c, round(float(s), 3), *[round(float(v), 2) for v in b]] for b, c, s in zip(det.boxes, det.classes, det.scores)]
     out = Path(tempfile.mkdtemp(prefix="maskworks-lidar-"))

@@ -206,6 +206,19 @@ def evaluate(gts: list[FrameBoxes], dets: list[FrameBoxes], classes: tuple[str, 
     return res
 
 
+def json_safe(o):
+    """NaN (no labels) -> None, numpy scalars -> Python, so the result is strict JSON."""
+    if isinstance(o, dict):
+        return {k: json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_safe(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
 def format_table(res: dict) -> str:
     """Markdown table of a :func:`evaluate` result (NaN = no labels of that class/level)."""
     lines = ["| setting | class | IoU | BEV easy | BEV mod | BEV hard | 3D easy | 3D mod | 3D hard | #labels (e/m/h) |",
@@ -288,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"frames: {', '.join(frames)}  ({'predictions from ' + a.pred if a.pred else 'detector'})")
     print(format_table(res))
     if a.json:
-        Path(a.json).write_text(json.dumps({"frames": frames, "source": a.pred or (a.weights or "shipped"),
-                                            "metric": "AP_R40 (percent)", "results": res}, indent=2, default=float))
+        Path(a.json).write_text(json.dumps(json_safe({"frames": frames, "source": a.pred or (a.weights or "shipped"),
+                                                      "metric": "AP_R40 (percent; null = no labels)", "results": res}),
+                                           indent=2))
     return 0

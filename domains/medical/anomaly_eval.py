@@ -196,6 +196,7 @@ def _default_plain() -> str | None:
         return None
 
 
+@torch.no_grad()  # not set_grad_enabled(False): entries also run in-process (tests)
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="maskworks eval medical/anomaly", description=
                                 "Image-level anomaly detection (AUROC, AUPR; label 'normal' vs anything else) of "
@@ -231,7 +232,6 @@ def main(argv: list[str]) -> int:
     from maskworks.domains.medical.anomaly_baselines import PatchCore
     from maskworks.domains.medical.anomaly_detector import record_path, shipped_weights
 
-    torch.set_grad_enabled(False)
     weights = Path(a.weights) if a.weights else shipped_weights()
     task, model = _load(weights)
     rec_file = record_path(weights)
@@ -411,6 +411,7 @@ def example_figure(path: str | Path, n_lesions: int = 4, seed: int = 0) -> Path:
     return path
 
 
+@torch.no_grad()  # not set_grad_enabled(False): entries also run in-process (tests)
 def scoring_selection(weights: str | Path, out: str | Path | None = None, sigma: float = 0.5) -> dict:
     """Choose the scoring without touching the reported split: AUROC of held-out training normals
     vs the *training-split* abnormal images (never trained on: training uses normals only), for
@@ -418,7 +419,6 @@ def scoring_selection(weights: str | Path, out: str | Path | None = None, sigma:
     from maskworks.core.datasets import LabelledImageFolder
     from maskworks.core.tasks.image_mae import resolve_data_root
 
-    torch.set_grad_enabled(False)
     task, model = _load(weights)
     d = task.cfg["data"]
     train, calib = task.build_dataset("train").images, task.build_dataset("calib").images

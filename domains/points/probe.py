@@ -53,6 +53,7 @@ def encoder_features(encoder: torch.nn.Module, x: torch.Tensor, batch: int = 16)
     return torch.cat([encoder.features(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
 
 
+@torch.no_grad()  # not set_grad_enabled(False): entries also run in-process (tests)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="maskworks eval points/probe", description=
                                 "Leave-one-out few-shot classification (nearest centroid, logistic regression) of "
@@ -67,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from maskworks.core.training.task import load_trained
 
-    torch.set_grad_enabled(False)
     x, labels, _ = object_set(min_points=a.min_points)
     counts = Counter(labels.tolist())
     res: dict = {"num_objects": len(labels), "class_counts": {c: counts.get(c, 0) for c in PROBE_CLASSES},
