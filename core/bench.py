@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
+
+from maskworks.core.timing import time_alternating
 
 CONFIGS = {
     "a": dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4,
@@ -21,11 +21,6 @@ CONFIGS = {
     "tiny": dict(embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
                  image=64, batch=4, label="tiny (for tests)"),
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32",
@@ -55,16 +50,7 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
         loss.backward()
         opts[which].step()
 
-    times: dict[str, list[float]] = {"maskworks": [], "huggingface": []}
-    for i in range(warmup + steps):
-        for which in (("maskworks", "huggingface") if i % 2 == 0 else ("huggingface", "maskworks")):
-            _sync(dev)
-            t = time.perf_counter()
-            step(which)
-            _sync(dev)
-            if i >= warmup:
-                times[which].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = time_alternating({k: (lambda i, k=k: step(k)) for k in opts}, steps, warmup, dev)
     ips = {k: c["batch"] / v for k, v in med.items()}
     return {"config": name, "label": c["label"], "device": str(dev), "dtype": dtype, "threads": torch.get_num_threads(),
             "steps": steps, "maskworks_img_s": round(ips["maskworks"], 2), "huggingface_img_s": round(ips["huggingface"], 2),

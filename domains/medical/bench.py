@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskworks.core.timing import time_alternating
 from maskworks.domains.medical.spark import SparK2d
 from maskworks.domains.medical.sparse import feature_extractor
 
@@ -63,11 +62,6 @@ class DenseClassifier(nn.Module):
         return F.cross_entropy(self.head(self.backbone(x).mean(dim=(2, 3))), y)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench(backbone: str = "resnet18", size: int = 64, batch: int = 16, steps: int = 10, warmup: int = 3,
           peer: str = "dense-recon", device: str | None = None, decoder_width: int = 256, seed: int = 0) -> dict:
     """Median step times of SparK and the dense peer, alternating; returns images/s and the ratio."""
@@ -99,16 +93,7 @@ def bench(backbone: str = "resnet18", size: int = 64, batch: int = 16, steps: in
         loss.backward()
         opts[which].step()
 
-    times: dict[str, list[float]] = {"spark": [], "dense": []}
-    for i in range(warmup + steps):
-        for which in (("spark", "dense") if i % 2 == 0 else ("dense", "spark")):
-            _sync(dev)
-            t = time.perf_counter()
-            step(which, i)
-            _sync(dev)
-            if i >= warmup:
-                times[which].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = time_alternating({k: (lambda i, k=k: step(k, i)) for k in ("spark", "dense")}, steps, warmup, dev)
     ips = {k: batch / v for k, v in med.items()}
     return {"backbone": backbone, "size": size, "batch": batch, "peer": peer, "device": str(dev),
             "threads": torch.get_num_threads(), "steps": steps, "warmup": warmup,
