@@ -36,6 +36,7 @@ def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | Path, m
     tensors = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata={"maskworks": json.dumps(metadata or {}, default=str)})
+    os.chmod(tmp, 0o644)  # weights are meant to be shared; the temporary name came out private
     os.replace(tmp, path)
 
 

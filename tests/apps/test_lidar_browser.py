@@ -29,11 +29,12 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
     page.locator("#lidar-bev img").wait_for()
     text = info.inner_text()
     assert f"{want} detections" in text
-    rows = page.locator("#lidar-table tbody tr")
-    if want:
-        rows.nth(want - 1).wait_for()
-        assert rows.count() == want
-        assert rows.first.inner_text().split()[0] in ("Car", "Pedestrian", "Cyclist")
+    grid = page.locator("#lidar-table [role=grid]")
+    if want:  # Gradio's virtual table: header row + one row per detection (aria-rowcount)
+        page.locator(f'#lidar-table [role=row][aria-rowindex="{want + 1}"]').wait_for()
+        assert int(grid.get_attribute("aria-rowcount")) == want + 1
+        first = page.locator('#lidar-table [role=row][aria-rowindex="2"]').inner_text()
+        assert first.split()[0] in ("Car", "Pedestrian", "Cyclist")
     path = screenshot(page, "demo_lidar")
     docs = Path(__file__).resolve().parents[2] / "docs" / "3d"
     if docs.is_dir():
@@ -47,3 +48,33 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
     screenshot(page, "demo_lidar_bad_upload")
     page.locator("#lidar-example-go").click()  # still serving
     info.get_by_text("000002.bin").wait_for()
+
+
+def test_reader_handles_ply_pcd_npy_and_warns_about_units_and_axes(tmp_path):
+    """The tab's reader (no browser): formats, the point cap, unit and axis warnings, named errors."""
+    import numpy as np
+
+    from maskworks.apps import lidar_app
+    from maskworks.domains.points.cloud import PointCloud
+    from maskworks.domains.points.io import write_points
+
+    rng = np.random.default_rng(0)
+    street = np.c_[rng.uniform(-30, 30, (5000, 2)), rng.uniform(-1.7, 1.0, 5000)].astype(np.float32)
+    for ext in ("ply", "pcd"):
+        write_points(tmp_path / f"street.{ext}", PointCloud(street))
+        pts, _ = lidar_app.read_cloud(tmp_path / f"street.{ext}")
+        assert pts.shape == (5000, 3) and np.allclose(pts, street, atol=1e-5)
+    assert lidar_app.sanity_notes(street) == []
+    assert "metres" in lidar_app.sanity_notes(street / 100)[0]  # a 0.6-unit-wide "street"
+    assert "millimetres" in lidar_app.sanity_notes(street * 1000)[0]
+    y_up = street[:, [0, 2, 1]]
+    assert any("y-up" in n for n in lidar_app.sanity_notes(y_up))
+    np.save(tmp_path / "bad.npy", np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"^bad.npy: .*\[N, >=3\]"):
+        lidar_app.read_cloud(tmp_path / "bad.npy")
+    with pytest.raises(ValueError, match="unsupported extension"):
+        lidar_app.read_cloud(tmp_path / "scan.las")
+    big = np.c_[rng.uniform(-30, 30, (lidar_app.MAX_POINTS + 10, 2)), np.zeros(lidar_app.MAX_POINTS + 10)].astype(np.float32)
+    np.save(tmp_path / "big.npy", big)
+    pts, det, notes, _ = lidar_app.analyse_file(tmp_path / "big.npy")
+    assert len(pts) == lidar_app.MAX_POINTS and any("subsampled" in n for n in notes)
