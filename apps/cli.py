@@ -24,7 +24,7 @@ maskworks: masked-autoencoder pre-training for label-scarce domains, and apps th
   maskworks predict image-mae IMG.png --weights W --out DIR
   maskworks demo                                     the Gradio app on http://127.0.0.1:7860
   maskworks bench mae-step                           our MAE step vs Hugging Face ViTMAE
-  maskworks masks --out masks.png                    every masking strategy over a chest X-ray
+  maskworks masks --out masks/                       every masking strategy over a chest X-ray
 """
 
 
@@ -77,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from maskworks.apps.entries.masks import draw_all
+    from maskworks.apps.mask_gallery import draw_all
 
     paths = draw_all(args.image, Path(args.out), seed=args.seed)
     print("\n".join(str(p) for p in paths))

@@ -40,7 +40,7 @@ def reconstruct(image: str | None, ratio: float, seed: int):
 def build_tab() -> None:
     import gradio as gr
 
-    from maskworks.apps.entries.masks import default_image
+    from maskworks.apps.mask_gallery import default_image
 
     gr.Markdown("The shipped MAE was pre-trained on 539 NIH chest X-rays at 64 px "
                 "(`maskworks train image-mae-cxr`). It sees only the visible patches.")

@@ -13,7 +13,7 @@ ORDER = ["core"]
 
 
 def collect(kind: str) -> dict[str, str]:
-    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("masks", "image_mae")]
+    names = [m.name for m in pkgutil.iter_modules(__path__)]
     names = [n for n in ORDER if n in names] + sorted(n for n in names if n not in ORDER)
     out: dict[str, str] = {}
     for n in names:

@@ -49,7 +49,30 @@ def test_mae_step_bench_reports_a_ratio():
 
 
 def test_masks_command_draws_every_strategy(tmp_path):
-    from maskworks.apps.entries.masks import STRATEGY_CHOICES, draw_all
+    from maskworks.apps.mask_gallery import STRATEGY_CHOICES, draw_all
 
     paths = draw_all(None, tmp_path)
     assert len(paths) == 1 + len(STRATEGY_CHOICES) and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_shipped_image_mae_beats_training_free_inpainters(tmp_path):
+    """The shipped model, on the 247 NIH validation images it never saw."""
+    import json
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "image-mae", "--repeats", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    mse = r["masked_patch_mse"]
+    assert r["images"] == 247 and r["split"] == "valid"
+    assert mse["maskworks MAE"] < 0.6 * min(mse["nearest visible patch"], mse["mean visible pixel"])
+
+
+def test_predict_writes_reconstructions_and_skips_unreadable_files(tmp_path, capsys):
+    from maskworks.data import data_path
+
+    img = next(iter(sorted((data_path("cxr", "nih_64px") / "images").glob("*.png"))))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert main(["predict", "image-mae", str(img), str(bad), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / f"{img.stem}_reconstruction.png").is_file()
+    assert "bad.png: not a readable image" in capsys.readouterr().out

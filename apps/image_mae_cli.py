@@ -11,7 +11,13 @@ from maskworks.core.masking import Mask, gather_tokens
 
 
 def _default_weights() -> str:
-    return "runs/image-mae-cxr/model.safetensors"
+    """The user's own run when there is one, else the shipped model."""
+    own = Path("runs/image-mae-cxr/model.safetensors")
+    if own.is_file():
+        return str(own)
+    from maskworks.data import data_path
+
+    return str(data_path("weights", "image-mae-cxr.safetensors"))
 
 
 def baseline_predictions(patches: torch.Tensor, mask: Mask, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -35,7 +41,7 @@ def evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="maskworks eval image-mae", description=
                                 "Masked-patch reconstruction error of a trained image MAE on a data folder "
                                 "(images/ + labels.csv), next to two training-free baselines on the same masks.")
-    p.add_argument("--weights", default=_default_weights(), help="model.safetensors (or its run folder)")
+    p.add_argument("--weights", help="model.safetensors or its run folder (default: runs/image-mae-cxr, else the shipped model)")
     p.add_argument("--data", help="data folder (default: the one the model was trained on)")
     p.add_argument("--split", help="split to evaluate (default: the recipe's validation split)")
     p.add_argument("--repeats", type=int, default=3, help="masks drawn per image (seeded)")
@@ -46,7 +52,7 @@ def evaluate(argv: list[str]) -> int:
     from maskworks.core.tasks.image_mae import resolve_data_root
     from maskworks.core.training.task import load_trained
 
-    task, model = load_trained(a.weights)
+    task, model = load_trained(a.weights or _default_weights())
     d = task.cfg["data"]
     root = Path(a.data) if a.data else resolve_data_root(d["root"])
     split = a.split if a.split is not None else (d.get("val_split") if not a.data else None)
@@ -86,7 +92,7 @@ def predict(argv: list[str]) -> int:
                                 "Mask each image, reconstruct it with a trained image MAE, and write "
                                 "<name>_reconstruction.png and <name>.json (masked-patch MSE) to --out.")
     p.add_argument("files", nargs="+", help="PNG/JPEG images")
-    p.add_argument("--weights", default=_default_weights())
+    p.add_argument("--weights", help="model.safetensors or its run folder (default: runs/image-mae-cxr, else the shipped model)")
     p.add_argument("--out", default="predictions")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
@@ -94,7 +100,7 @@ def predict(argv: list[str]) -> int:
     from maskworks.core.training.task import load_trained
     from maskworks.core.viz import save_reconstruction_grid
 
-    task, model = load_trained(a.weights)
+    task, model = load_trained(a.weights or _default_weights())
     d = task.cfg["data"]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
