@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskworks.apps.mask_gallery import STRATEGY_CHOICES, default_image, load_gray, mask_for
+from maskworks.apps.mask_gallery import STRATEGY_CHOICES, default_image, mask_for
 from maskworks.core.masking.viz import draw_mask
 
 

@@ -10,7 +10,6 @@ import math
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from maskworks.core.masking.mask import Mask, mask_from_scores, no_mask, num_to_keep

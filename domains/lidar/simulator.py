@@ -150,7 +150,7 @@ def cast(scene: Scene, elevations_deg: np.ndarray, azimuth_step_deg: float = 0.3
     (-1 ground, ``0..M-1`` boxes, ``M..`` cylinders then spheres)."""
     d_all = ray_directions(elevations_deg, azimuth_step_deg)
     out_pts, out_src = [], []
-    m, c = len(scene.boxes), len(scene.cylinders)
+    c = len(scene.cylinders)
     refl = np.array([REFLECTANCE[k] for k in scene.box_kind] + [REFLECTANCE["tree"]] * (c + len(scene.spheres)))
     for s in range(0, len(d_all), chunk):
         d = d_all[s:s + chunk]

@@ -332,7 +332,6 @@ def run_study(data: str | Path, out: str | Path, fractions: Sequence[float] = (1
                      "threads": torch.get_num_threads()},
         "subset_counts": subsets, "n_labelled": n_labelled, "summary": summary, "runs": runs, "timings": timings,
     }
-    title = f"{ds.root.name} (train {len(x_tr)}, eval {len(x_ev)})"
     md = [f"# Label-fraction study: {ds.root.name}", "",
           f"Data: `{ds.root}`, {ds.split.how}; train {len(x_tr)} {result['train_counts']}, eval {len(x_ev)} "
           f"{result['eval_counts']}; {size} px, {backbone}; pre-training {pretrain_steps} steps x batch "
@@ -343,7 +342,7 @@ def run_study(data: str | Path, out: str | Path, fractions: Sequence[float] = (1
                               "after fine-tuning (encoder unfrozen)" if s == "finetune" else "frozen encoder (linear probe)"), ""]
     (out / "results.md").write_text("\n".join(md))
     (out / "results.json").write_text(json.dumps(result, indent=2))
-    plot(summary, fractions, out / "auc_vs_fraction.png", ds.root.name)
+    plot(summary, fractions, out / "auc_vs_fraction.png", f"{ds.root.name} (train {len(x_tr)}, eval {len(x_ev)})")
     result["markdown"] = "\n".join(md)
     return result
 

@@ -1,5 +1,4 @@
 """The demo in a real headless browser: masking tab, image-MAE tab, a bad upload."""
-from pathlib import Path
 
 import pytest
 

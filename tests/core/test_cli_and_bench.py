@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from maskworks.apps.cli import BENCHES, EVALS, PREDICTS, build_parser, main
+from maskworks.apps.cli import BENCHES, EVALS, PREDICTS, main
 
 
 def run(*args):

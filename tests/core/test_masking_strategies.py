@@ -132,7 +132,6 @@ def test_point_block_masks_nearest_to_a_seed():
     centers = torch.rand(4, 64, 3, generator=gen())
     m = PointBlockMasking(0.4)(4, (64,), generator=gen(3), centers=centers)
     for b in range(4):
-        masked, kept = centers[b][m.mask[b]], centers[b][~m.mask[b]]
         # a seed exists whose distance to every masked centre is <= to every kept centre
         d = torch.cdist(centers[b], centers[b])
         ok = [(d[s][m.mask[b]].max() <= d[s][~m.mask[b]].min()) for s in range(64)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from maskworks.domains.lidar.boxes import points_in_rotated_box
-from maskworks.domains.lidar.detector import (CLASSES, BEVDetector, DetectorTask, LabelledScan, augment, build_targets,
+from maskworks.domains.lidar.detector import (CLASSES, DetectorTask, LabelledScan, augment, build_targets,
                                               decode, object_bank, paste_objects, predict_main)
 from maskworks.domains.lidar.iou import bev_iou
 from maskworks.domains.lidar.voxel import VoxelGrid
