@@ -97,7 +97,11 @@ def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = T
     strategy = tr["strategy"]
     if strategy == "auto" and isinstance(devices, int) and devices > 1 and not torch.cuda.is_available():
         strategy = "ddp_spawn"  # CPU processes with gloo, no re-launch of the calling script
-    loggers = [CSVLogger(str(run_dir), name="logs", version="", flush_logs_every_n_steps=1), TensorBoardLogger(str(run_dir), name="tb", version="")]
+    # a resumed run logs into its own sub-folder, so the interrupted run's logs are kept
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    version = f"resumed_from_{ckpt.name}" if ckpt is not None else ""
+    loggers = [CSVLogger(str(run_dir), name="logs", version=version, flush_logs_every_n_steps=1),
+               TensorBoardLogger(str(run_dir), name="tb", version=version)]
     fabric = Fabric(accelerator=tr["accelerator"], devices=devices, num_nodes=tr["num_nodes"], strategy=strategy,
                     precision=tr["precision"], loggers=loggers)
     result = fabric.launch(_fit, cfg, tr, run_dir, resume, progress)

@@ -55,6 +55,9 @@ def test_kill_9_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     assert not (run / "model.safetensors").exists()
 
     subprocess.run(train_cmd(run, *steps) + ["--resume"], check=True, env=env(), capture_output=True)
+    # the interrupted run's logs are kept; the resumed one logs beside them
+    assert (run / "logs" / "metrics.csv").is_file()
+    assert len(list((run / "logs").glob("resumed_from_step_*/metrics.csv"))) == 1
     a, b = weights(ref), weights(run)
     assert a.keys() == b.keys()
     for k in a:
