@@ -167,14 +167,9 @@ def build_tab() -> None:
 
 def launch(host: str = "127.0.0.1", port: int = 7861, block: bool = True):
     """This tab on its own (binds 127.0.0.1, caps uploads at 25 MB, one model call at a time)."""
-    import gradio as gr
+    from maskworks.apps.demo import launch_tab
 
-    with gr.Blocks(title="maskworks anomaly heatmap", analytics_enabled=False) as demo:
-        gr.Markdown("# Chest X-ray anomaly heatmap (MemMC-MAE)")
-        build_tab()
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    return demo.launch(server_name=host, server_port=port, max_file_size="25mb", prevent_thread_lock=not block,
-                       show_error=True, quiet=True)
+    return launch_tab("Chest X-ray anomaly heatmap (MemMC-MAE)", build_tab, host, port, "25mb", block)
 
 
 if __name__ == "__main__":

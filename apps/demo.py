@@ -36,11 +36,26 @@ def build_demo():
     return demo
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
-    """Serve the demo. Binds 127.0.0.1 unless told otherwise; queues requests (one model call at a
-    time per tab) and caps uploads at 25 MB."""
+def serve(demo, host: str, port: int, max_upload: str = MAX_UPLOAD, block: bool = True, share: bool = False):
+    """Serve a Gradio app the maskworks way: loopback unless told otherwise, requests queued (one
+    model call at a time), uploads capped, errors shown to the user."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    demo = build_demo()
     demo.queue(default_concurrency_limit=1, max_size=32)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_upload,
                        prevent_thread_lock=not block, show_error=True, quiet=True)
+
+
+def launch_tab(title: str, build_tab, host: str = "127.0.0.1", port: int = 7860, max_upload: str = MAX_UPLOAD,
+               block: bool = True):
+    """One tab on its own page (each app module's ``launch``)."""
+    import gradio as gr
+
+    with gr.Blocks(title=f"maskworks {title}", analytics_enabled=False) as demo:
+        gr.Markdown(f"# {title}")
+        build_tab()
+    return serve(demo, host, port, max_upload, block)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+    """Serve the whole demo (every tab). Binds 127.0.0.1 unless told otherwise; caps uploads at 25 MB."""
+    return serve(build_demo(), host, port, MAX_UPLOAD, block, share)

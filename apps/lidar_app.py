@@ -248,15 +248,10 @@ def build_tab() -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7862, block: bool = True):
-    """This tab on its own (binds 127.0.0.1, caps uploads at 50 MB)."""
-    import gradio as gr
+    """This tab on its own (binds 127.0.0.1, caps uploads at 50 MB, one model call at a time)."""
+    from maskworks.apps.demo import launch_tab
 
-    with gr.Blocks(title="maskworks LiDAR detection", analytics_enabled=False) as demo:
-        gr.Markdown("# 3-D detection in LiDAR scans")
-        build_tab()
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    return demo.launch(server_name=host, server_port=port, max_file_size="50mb", prevent_thread_lock=not block,
-                       show_error=True, quiet=True)
+    return launch_tab("3-D detection in LiDAR scans", build_tab, host, port, "50mb", block)
 
 
 if __name__ == "__main__":

@@ -126,16 +126,20 @@ class MaskedAutoencoder(nn.Module):
         Embedding after dropping masked patches gives the same tokens as MAE's embed-then-drop at a
         quarter of the cost (75 % masking). ``patches`` (from :meth:`patchify`) saves a second patchify.
         """
-        patches = self.patchify(imgs) if patches is None else patches
+        x = self.embed_visible(self.patchify(imgs) if patches is None else patches, mask)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def embed_visible(self, patches: Tensor, mask: Mask) -> Tensor:
+        """Visible patches -> tokens with positions, class token first: the encoder's input."""
         c = int(self.has_cls)
         pos = self.pos_embed[c:].to(patches.dtype).expand(patches.shape[0], -1, -1)
         x = self.patch_embed(keep_visible(patches, mask)) + keep_visible(pos, mask)
         if self.cls_token is not None:
             cls = self.cls_token + self.pos_embed[:1].to(x.dtype)
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x)
+        return x
 
     def forward_decoder(self, latent: Tensor, mask: Mask) -> Tensor:
         """Fill masked places with the mask token, decode, and predict pixels of masked tokens only

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from maskworks.core.layers import Block
 from maskworks.core.mae import MAEOutput, MaskedAutoencoder
-from maskworks.core.masking import Mask, keep_visible, no_mask
+from maskworks.core.masking import Mask, no_mask
 from maskworks.core.masking.registry import build_masking
 from maskworks.core.training.task import StepContext, Task
 
@@ -75,13 +75,7 @@ class MemMCMAE(MaskedAutoencoder):
     # -- encoder --------------------------------------------------------------------------
     def encoder_levels(self, imgs: Tensor, mask: Mask, patches: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
         """Visible tokens through the memory-augmented ViT: (final normed latent, every block's output)."""
-        patches = self.patchify(imgs) if patches is None else patches
-        c = int(self.has_cls)
-        pos = self.pos_embed[c:].to(patches.dtype).expand(patches.shape[0], -1, -1)
-        x = self.patch_embed(keep_visible(patches, mask)) + keep_visible(pos, mask)
-        if self.cls_token is not None:
-            cls = self.cls_token + self.pos_embed[:1].to(x.dtype)
-            x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.embed_visible(self.patchify(imgs) if patches is None else patches, mask)
         levels = []
         for i, blk in enumerate(self.blocks):
             x = blk(x, memory=self.memory[i] if self.memory is not None else None)
