@@ -141,10 +141,11 @@ class MaskedAutoencoder(nn.Module):
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
         return x
 
-    def forward_decoder(self, latent: Tensor, mask: Mask) -> Tensor:
+    def forward_decoder(self, latent: Tensor, mask: Mask, contexts: Sequence[Tensor] | None = None) -> Tensor:
         """Fill masked places with the mask token, decode, and predict pixels of masked tokens only
         (of every token when nothing is masked). The last block computes outputs for masked tokens
-        only; they still attend to every token, so the result equals decoding all and selecting."""
+        only; they still attend to every token, so the result equals decoding all and selecting.
+        ``contexts`` gives each decoder block a cross-attention context (e.g. encoder levels)."""
         x = self.decoder_embed(latent)
         c = int(self.has_cls)
         pos = self.decoder_pos_embed.to(x.dtype)
@@ -152,7 +153,7 @@ class MaskedAutoencoder(nn.Module):
         targets = mask.ids_mask + c if mask.num_masked else None
         for i, blk in enumerate(self.decoder_blocks):
             last = i == len(self.decoder_blocks) - 1
-            x = blk(x, query_ids=targets if last else None)
+            x = blk(x, context=None if contexts is None else contexts[i], query_ids=targets if last else None)
         if targets is None or len(self.decoder_blocks) == 0:
             x = x[:, c:] if targets is None else gather_tokens(x, targets)
         return self.decoder_pred(self.decoder_norm(x))

@@ -103,20 +103,7 @@ class MemMCMAE(MaskedAutoencoder):
             return super().forward_decoder(latent, mask)
         if levels is None:
             raise ValueError("multi-level decoding needs the encoder levels: use forward() or encoder_levels()")
-        from maskworks.core.masking.ops import restore_tokens
-
-        contexts = self.level_contexts(levels)
-        x = self.decoder_embed(latent)
-        c = int(self.has_cls)
-        pos = self.decoder_pos_embed.to(x.dtype)
-        x = torch.cat([x[:, :c], restore_tokens(x[:, c:], mask, self.mask_token)], dim=1) + pos
-        targets = mask.ids_mask + c if mask.num_masked else None
-        for i, blk in enumerate(self.decoder_blocks):
-            last = i == len(self.decoder_blocks) - 1
-            x = blk(x, context=contexts[i], query_ids=targets if last else None)
-        if targets is None:
-            x = x[:, c:]
-        return self.decoder_pred(self.decoder_norm(x))
+        return super().forward_decoder(latent, mask, contexts=self.level_contexts(levels))
 
     def forward(self, imgs: Tensor, mask: Mask | None = None, generator: torch.Generator | None = None) -> MAEOutput:
         if mask is None:
