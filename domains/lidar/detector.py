@@ -204,6 +204,34 @@ class LabelledScan:
     boxes: np.ndarray  # [M, 7]
     labels: np.ndarray  # [M] class index
     name: str
+    ground_z: float = GROUND_Z  # road height under the sensor (where pasted objects stand)
+
+
+def simulator_kwargs(sim: dict | None, seed: int) -> dict:
+    """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
+
+    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform`` or ``hdl64e``), ``car_cabins``, ``object_dropout``
+    and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres, or [lo, hi] drawn per scene
+    from the seed, so a scene is the same in every run)."""
+    from .simulator import hdl64e_elevations
+
+    sim = dict(sim or {})
+    unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "object_dropout", "glass_dropout", "sensor_height"}
+    if unknown:
+        raise ValueError(f"data.sim: unknown keys {sorted(unknown)}")
+    beams = sim.get("beams", "uniform")
+    if beams not in ("uniform", "hdl64e"):
+        raise ValueError(f"data.sim.beams must be 'uniform' or 'hdl64e', not {beams!r}")
+    h = sim.get("sensor_height", 1.73)
+    if isinstance(h, (list, tuple)):
+        h = float(np.random.default_rng([seed, 17]).uniform(*h))
+    kw = {"azimuth_step_deg": float(sim.get("azimuth_step", 0.35)), "sensor_height": float(h),
+          "car_cabins": bool(sim.get("car_cabins", False)),
+          "object_dropout": tuple(sim.get("object_dropout", (0.0, 0.0))),
+          "glass_dropout": tuple(sim.get("glass_dropout", (0.0, 0.0)))}
+    if beams == "hdl64e":
+        kw["elevations_deg"] = hdl64e_elevations()
+    return kw
 
 
 def kitti_frame(frame: str, root: Path | None = None) -> LabelledScan:
@@ -269,13 +297,38 @@ def rotate_about_sensor(points: np.ndarray, boxes: np.ndarray, theta: float) -> 
     return p, b
 
 
-def paste_objects(scan: LabelledScan, bank: list, count: int, rng: np.random.Generator, grid: VoxelGrid) -> LabelledScan:
+def move_away(points: np.ndarray, box: np.ndarray, factor: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Slide an object along the ray through its centre to ``factor`` x its range (``factor >= 1``).
+
+    The sensor sees it from the same side, and its returns thin as ``1 / factor**2`` (the beams' angular
+    spacing is fixed, so the number of hits falls with the square of the distance)."""
+    if factor < 1:
+        raise ValueError(f"move_away only moves objects away (factor {factor} < 1): closer would need points we do not have")
+    shift = (factor - 1) * np.array([box[0], box[1]])
+    p, b = points[rng.random(len(points)) < factor ** -2].copy(), np.array(box, float).copy()
+    p[:, :2] += shift
+    b[:2] += shift
+    return p, b
+
+
+def paste_objects(scan: LabelledScan, bank: list, count: int, rng: np.random.Generator, grid: VoxelGrid,
+                  far_prob: float = 0.0, max_range: float = 50.0) -> LabelledScan:
     """SECOND-style GT sampling: paste up to ``count`` bank objects, each rotated about the sensor by a
-    random angle, where they overlap no existing box; scene points in their footprint are removed."""
+    random angle (and, with probability ``far_prob``, moved away to a range up to ``max_range`` and thinned,
+    see :func:`move_away`), where they overlap no existing box, standing on the scan's road
+    (``scan.ground_z``); scene points in their footprint are removed."""
     pts, boxes, labels = scan.points, scan.boxes.copy(), list(scan.labels)
     for j in rng.choice(len(bank), size=min(count, len(bank)), replace=False) if bank else []:
         p, b, c, _ = bank[j]
         p, b = rotate_about_sensor(p, b[None], float(rng.uniform(-np.pi, np.pi)))
+        r0 = float(np.hypot(*b[0, :2]))
+        if far_prob and rng.random() < far_prob and 1.0 < r0 < max_range:
+            p, b0 = move_away(p, b[0], float(rng.uniform(r0, max_range)) / r0, rng)
+            b = b0[None]
+        if scan.ground_z != GROUND_Z:
+            p, b = p.copy(), b.copy()
+            p[:, 2] += scan.ground_z - GROUND_Z
+            b[:, 2] += scan.ground_z - GROUND_Z
         bx = b[0]
         if not (grid.x_range[0] + 2 < bx[0] < grid.x_range[1] - 2 and grid.y_range[0] + 2 < bx[1] < grid.y_range[1] - 2):
             continue
@@ -285,33 +338,37 @@ def paste_objects(scan: LabelledScan, bank: list, count: int, rng: np.random.Gen
         clear = bx.copy()
         clear[3:5] += 0.3
         clear[5] = 20.0
-        clear[2] = GROUND_Z + 0.15 + 10.0  # keep the road surface under the object
+        clear[2] = scan.ground_z + 0.15 + 10.0  # keep the road surface under the object
         inside = points_in_rotated_box(pts, clear[None])[0]
         pts = np.concatenate([pts[~inside], p[:, :4]], 0)
         boxes = np.concatenate([boxes, bx[None]], 0)
         labels.append(c)
-    return LabelledScan(pts, boxes, np.asarray(labels, np.int64), scan.name + "+paste")
+    return LabelledScan(pts, boxes, np.asarray(labels, np.int64), scan.name + "+paste", scan.ground_z)
 
 
 class DetectionScans(Dataset):
     """Items ``{"occ": uint8 [nz, ny, nx], "boxes": float32 [64, 7], "labels": int64 [64] (-1 = pad)}``.
 
-    Base scans: ``simulated`` simulator scenes and the real KITTI ``frames`` (repeated ``real_repeat``
-    times); simulated items get ``paste`` real objects, drawn from a generator seeded by the item index
-    (deterministic, different for each of the ``repeat`` copies).
+    Base scans: ``simulated`` simulator scenes (settings ``sim``, see :func:`simulator_kwargs`) and the
+    real KITTI ``frames`` (repeated ``real_repeat`` times); simulated items get ``paste`` real objects
+    (a share ``far_prob`` of them moved away, up to ``max_range``), drawn from a generator seeded by the
+    item index (deterministic, different for each of the ``repeat`` copies).
     """
 
-    def __init__(self, grid: VoxelGrid, frames: list[str], simulated: int, sim_azimuth_step: float = 0.35,
+    def __init__(self, grid: VoxelGrid, frames: list[str], simulated: int, sim: dict | None = None,
                  paste: int = 6, holdout: set[str] | None = None, repeat: int = 1, real_repeat: int = 2,
-                 min_points: int = 5, seed: int = 0) -> None:
+                 min_points: int = 5, seed: int = 0, far_prob: float = 0.0, max_range: float = 50.0) -> None:
         from .simulator import simulate_scene
 
         self.grid, self.paste, self.repeat, self.seed, self.min_points = grid, paste, repeat, seed, min_points
+        self.far_prob, self.max_range = far_prob, max_range
         self.bank = object_bank(holdout or set(), min_points) if paste else []
         self.base: list[LabelledScan] = []
         for s in range(simulated):
-            pts, boxes, cls = simulate_scene(5000 + s, azimuth_step_deg=sim_azimuth_step)
-            self.base.append(LabelledScan(pts, boxes.astype(np.float64), np.array([CLASSES.index(c) for c in cls], np.int64), f"sim/{5000 + s}"))
+            kw = simulator_kwargs(sim, 5000 + s)
+            pts, boxes, cls = simulate_scene(5000 + s, **kw)
+            self.base.append(LabelledScan(pts, boxes.astype(np.float64), np.array([CLASSES.index(c) for c in cls], np.int64),
+                                          f"sim/{5000 + s}", -kw["sensor_height"]))
         self.num_sim = len(self.base)
         for f in frames:
             self.base += [kitti_frame(f)] * real_repeat
@@ -325,10 +382,11 @@ class DetectionScans(Dataset):
         j = i % len(self.base)
         s = self.base[j]
         if j < self.num_sim and self.paste:
-            s = paste_objects(s, self.bank, self.paste, np.random.default_rng(self.seed * 100_003 + i), self.grid)
+            s = paste_objects(s, self.bank, self.paste, np.random.default_rng(self.seed * 100_003 + i), self.grid,
+                              self.far_prob, self.max_range)
         if len(s.boxes):
             visible = count_points_in_boxes(s.points, s.boxes) >= self.min_points
-            s = LabelledScan(s.points, s.boxes[visible], s.labels[visible], s.name)
+            s = LabelledScan(s.points, s.boxes[visible], s.labels[visible], s.name, s.ground_z)
         return s
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
@@ -392,9 +450,13 @@ class DetectorTask(Task):
         holdout = set(d.get("holdout", ["000002"]))
         frames = [f for f in d.get("kitti_frames", ["000000", "000001"]) if f not in holdout]
         grid = make_grid((self.cfg.get("model") or {}).get("grid"))
-        return DetectionScans(grid, frames, int(d.get("simulated", 16)), float(d.get("sim_azimuth_step", 0.35)),
+        sim = dict(d.get("sim") or {})
+        if "sim_azimuth_step" in d:  # the first recipes' spelling
+            sim.setdefault("azimuth_step", float(d["sim_azimuth_step"]))
+        return DetectionScans(grid, frames, int(d.get("simulated", 16)), sim,
                               int(d.get("paste", 6)), holdout, int(d.get("repeat", 1)), int(d.get("real_repeat", 2)),
-                              seed=int((self.cfg.get("trainer") or {}).get("seed", 0)))
+                              seed=int((self.cfg.get("trainer") or {}).get("seed", 0)),
+                              far_prob=float(d.get("paste_far", 0.0)), max_range=float(d.get("paste_max_range", 50.0)))
 
     def training_step(self, model, batch, ctx: StepContext):
         raw = _raw(model)
@@ -439,15 +501,16 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
 
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
-                          score_threshold: float = 0.05) -> dict:
+                          score_threshold: float = 0.05, sim: dict | None = None) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
-    counted at every difficulty since simulated labels have no 2-D box). A sanity check, not KITTI."""
+    counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
+    ``data.sim`` settings ``sim``. A sanity check, not KITTI."""
     from .kitti_eval import FrameBoxes, evaluate
     from .simulator import simulate_scene
 
     gts, dets = [], []
     for s in range(first_seed, first_seed + scenes):
-        pts, boxes, cls = simulate_scene(s)
+        pts, boxes, cls = simulate_scene(s, **simulator_kwargs(sim, s))
         vis = count_points_in_boxes(pts, boxes) >= 5 if len(boxes) else np.zeros(0, bool)
         inside = (np.abs(boxes[:, 0]) < 40) & (np.abs(boxes[:, 1]) < 40) if len(boxes) else vis
         keep = vis & inside

@@ -6,8 +6,15 @@ cylinder (trunk) under a sphere (crown). Every ray of the sensor (``beams`` elev
 azimuth steps) takes its nearest hit, all in vectorised numpy. Returned boxes follow the KITTI LiDAR
 convention used in this domain: ``[x, y, z_center, l, w, h, yaw]``.
 
-Beams default to 64 elevations evenly spaced from +2.0 deg to -24.8 deg (HDL-64E's span; the real
-spacing is uneven). Range noise is Gaussian along the ray; ``range_noise=0`` gives exact surfaces.
+Beams default to 64 elevations evenly spaced from +2.0 deg to -24.8 deg (HDL-64E's span);
+:func:`hdl64e_elevations` gives the real sensor's two blocks (1/3 deg spacing above -8.33 deg, 1/2 deg
+below), which with a 0.18 deg azimuth step matches a KITTI scan's ~120k points. Range noise is
+Gaussian along the ray; ``range_noise=0`` gives exact surfaces.
+
+Realism options used by the detector's training data (all off by default, so R-MAE data and the
+tests' exact-surface checks are unchanged): cars built from a body and a narrower, shorter cabin
+(``car_cabins``), and per-object point dropout (``object_dropout``, dark paint and range) with a
+higher rate on cabins (``glass_dropout``: LiDAR mostly passes through windows).
 """
 from __future__ import annotations
 
@@ -18,22 +25,40 @@ import numpy as np
 # class -> (length, width, height) mean size in metres and per-axis jitter
 OBJECT_SIZES = {"Car": ((3.9, 1.6, 1.56), 0.15), "Pedestrian": ((0.8, 0.6, 1.73), 0.1),
                 "Cyclist": ((1.76, 0.6, 1.73), 0.1)}
-REFLECTANCE = {"ground": 0.25, "Car": 0.6, "Pedestrian": 0.35, "Cyclist": 0.4, "building": 0.3, "tree": 0.15}
+REFLECTANCE = {"ground": 0.25, "Car": 0.6, "cabin": 0.1, "Pedestrian": 0.35, "Cyclist": 0.4, "building": 0.3,
+               "tree": 0.15}
 
 
 def hdl64_elevations(top_deg: float = 2.0, bottom_deg: float = -24.8, beams: int = 64) -> np.ndarray:
     return np.linspace(top_deg, bottom_deg, beams)
 
 
+def hdl64e_elevations() -> np.ndarray:
+    """The Velodyne HDL-64E's beam layout (as in KITTI): an upper block of 32 lasers from +2.0 to -8.33 deg
+    (1/3 deg apart) and a lower block of 32 from -8.83 to -24.33 deg (1/2 deg apart)."""
+    return np.concatenate([np.linspace(2.0, -8.33, 32), np.linspace(-8.83, -24.33, 32)])
+
+
 @dataclass
 class Scene:
-    """Primitives of one scene (sensor frame, metres)."""
+    """Primitives of one scene (sensor frame, metres) and the labelled objects they make up."""
 
-    boxes: np.ndarray  # [M, 7] every box primitive (objects, then buildings)
-    box_kind: list[str]  # per box: a class name or "building"
+    boxes: np.ndarray  # [M, 7] every box primitive (object parts, then buildings)
+    box_kind: list[str]  # per box: a class name, "cabin" (a car's upper part) or "building"
     cylinders: np.ndarray  # [C, 4] x, y, radius, top z (bottom on the ground)
     spheres: np.ndarray  # [S, 4] x, y, z, radius
     ground_z: float
+    objects: np.ndarray | None = None  # [K, 7] labelled boxes (default: the boxes whose kind is a class)
+    object_kind: list[str] | None = None
+    box_object: np.ndarray | None = None  # [M] which object each box primitive belongs to (-1: none)
+
+    def __post_init__(self) -> None:
+        if self.objects is None:
+            own = [i for i, k in enumerate(self.box_kind) if k in OBJECT_SIZES]
+            self.objects = self.boxes[own].reshape(-1, 7)
+            self.object_kind = [self.box_kind[i] for i in own]
+            self.box_object = np.full(len(self.box_kind), -1, np.int64)
+            self.box_object[own] = np.arange(len(own))
 
 
 def ray_directions(elevations_deg: np.ndarray, azimuth_step_deg: float) -> np.ndarray:
@@ -92,8 +117,12 @@ def _ray_cylinders(d: np.ndarray, cyl: np.ndarray, ground_z: float) -> np.ndarra
 
 def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians: tuple[int, int] = (2, 8),
                  num_cyclists: tuple[int, int] = (0, 4), num_buildings: tuple[int, int] = (4, 10),
-                 num_trees: tuple[int, int] = (4, 12), sensor_height: float = 1.73, extent: float = 45.0) -> Scene:
-    """A street along x: objects on and beside the road, buildings and trees further out, no overlaps."""
+                 num_trees: tuple[int, int] = (4, 12), sensor_height: float = 1.73, extent: float = 45.0,
+                 car_cabins: bool = False) -> Scene:
+    """A street along x: objects on and beside the road, buildings and trees further out, no overlaps.
+
+    With ``car_cabins`` each car is a body (lower 60 % of its height, full footprint) under a cabin
+    (upper 40 %, 55 % of the length, 88 % of the width, slightly rearward); its label is the whole box."""
     rng = np.random.default_rng(seed)
     ground_z = -sensor_height
     placed: list[tuple[float, float, float]] = [(0.0, 0.0, 3.0)]  # keep the ego vehicle's place free
@@ -140,8 +169,25 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
                 cyl.append([x, y, float(rng.uniform(0.15, 0.3)), trunk_top])
                 sph.append([x, y, trunk_top + crown * 0.8, crown])
                 break
-    return Scene(np.asarray(boxes, float).reshape(-1, 7), kinds, np.asarray(cyl, float).reshape(-1, 4),
-                 np.asarray(sph, float).reshape(-1, 4), ground_z)
+    boxes = np.asarray(boxes, float).reshape(-1, 7)
+    cyl, sph = np.asarray(cyl, float).reshape(-1, 4), np.asarray(sph, float).reshape(-1, 4)
+    if not car_cabins:
+        return Scene(boxes, kinds, cyl, sph, ground_z)
+    own = [i for i, k in enumerate(kinds) if k in OBJECT_SIZES]
+    prims, prim_kind, prim_obj = [], [], []
+    for i, (b, k) in enumerate(zip(boxes, kinds)):
+        j = own.index(i) if i in own else -1
+        if k != "Car":
+            prims.append(b), prim_kind.append(k), prim_obj.append(j)
+            continue
+        x, y, _, l, w, h, yaw = b
+        hb = 0.6 * h
+        prims.append([x, y, ground_z + hb / 2, l, w, hb, yaw]), prim_kind.append("Car"), prim_obj.append(j)
+        back = -0.08 * l  # cabins sit a little behind the centre
+        prims.append([x + back * np.cos(yaw), y + back * np.sin(yaw), ground_z + hb + 0.2 * h, 0.55 * l, 0.88 * w,
+                      0.4 * h, yaw]), prim_kind.append("cabin"), prim_obj.append(j)
+    return Scene(np.asarray(prims, float).reshape(-1, 7), prim_kind, cyl, sph, ground_z, boxes[own].reshape(-1, 7),
+                 [kinds[i] for i in own], np.asarray(prim_obj, np.int64))
 
 
 def cast(scene: Scene, elevations_deg: np.ndarray, azimuth_step_deg: float = 0.35, max_range: float = 80.0,
@@ -173,13 +219,26 @@ def cast(scene: Scene, elevations_deg: np.ndarray, azimuth_step_deg: float = 0.3
 
 def simulate_scene(seed: int, *, azimuth_step_deg: float = 0.35, elevations_deg: np.ndarray | None = None,
                    max_range: float = 80.0, range_noise: float = 0.01, sensor_height: float = 1.73,
+                   object_dropout: tuple[float, float] = (0.0, 0.0), glass_dropout: tuple[float, float] = (0.0, 0.0),
                    **scene_kwargs) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One simulated scan: ``points [N, 4]`` (x, y, z, reflectance), ``boxes [M, 7]`` of the labelled
     objects (``[x, y, z_center, l, w, h, yaw]``) and their classes (``Car``, ``Pedestrian``,
-    ``Cyclist``). Deterministic for a seed. Boxes of fully occluded objects are kept (0 points)."""
+    ``Cyclist``). Deterministic for a seed. Boxes of fully occluded objects are kept (0 points).
+
+    ``object_dropout=(lo, hi)``: each object loses a fraction of its returns drawn from U(lo, hi);
+    ``glass_dropout``: the same for car cabins (needs ``car_cabins=True``)."""
     scene = random_scene(seed, sensor_height=sensor_height, **scene_kwargs)
     el = hdl64_elevations() if elevations_deg is None else np.asarray(elevations_deg, float)
-    pts, _ = cast(scene, el, azimuth_step_deg, max_range, range_noise, np.random.default_rng(seed + 7919))
-    labelled = np.array([k in OBJECT_SIZES for k in scene.box_kind], dtype=bool)
-    boxes = scene.boxes[labelled].astype(np.float32) if len(scene.boxes) else np.zeros((0, 7), np.float32)
-    return pts, boxes, [k for k in scene.box_kind if k in OBJECT_SIZES]
+    rng = np.random.default_rng(seed + 7919)
+    pts, src = cast(scene, el, azimuth_step_deg, max_range, range_noise, rng)
+    if max(object_dropout[1], glass_dropout[1]) > 0 and len(scene.boxes):
+        drop_obj = rng.uniform(*object_dropout, len(scene.objects))
+        rate = np.where(scene.box_object >= 0, drop_obj[np.maximum(scene.box_object, 0)], 0.0)
+        cabin = np.array([k == "cabin" for k in scene.box_kind])
+        rate[cabin] = 1 - (1 - rate[cabin]) * (1 - rng.uniform(*glass_dropout, int(cabin.sum())))
+        on_box = (src >= 0) & (src < len(scene.boxes))
+        p_drop = np.zeros(len(pts))
+        p_drop[on_box] = rate[src[on_box]]
+        pts = pts[rng.random(len(pts)) >= p_drop]
+    boxes = scene.objects.astype(np.float32) if len(scene.objects) else np.zeros((0, 7), np.float32)
+    return pts, boxes, list(scene.object_kind)

@@ -125,3 +125,47 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
     assert det.model.backbone.widths == (8, 16, 32)
     r = det.predict(np.zeros((10, 4), np.float32), score_threshold=0.0, top_k=5)
     assert len(r) <= 5 and r.boxes.shape[1] == 7
+
+
+def test_move_away_keeps_the_view_and_thins_as_inverse_square():
+    from maskworks.domains.lidar.detector import move_away
+
+    rng = np.random.default_rng(0)
+    box = np.array([10.0, 5.0, -0.9, 4.0, 1.8, 1.5, 0.3])
+    local = rng.uniform(-1, 1, (20000, 3)) * box[3:6] / 2
+    c, s = np.cos(box[6]), np.sin(box[6])
+    local[:, :2] = local[:, :2] @ np.array([[c, s], [-s, c]])  # rotate into the box's heading
+    pts = np.c_[local + box[:3], np.zeros(20000)].astype(np.float32)
+    assert points_in_rotated_box(pts, box[None])[0].all()
+    p, b = move_away(pts, box, 2.0, np.random.default_rng(1))
+    assert np.hypot(*b[:2]) == pytest.approx(2 * np.hypot(*box[:2]))
+    assert b[2] == box[2] and (b[3:] == box[3:]).all()  # same height, size and heading: same visible side
+    assert abs(len(p) / len(pts) - 0.25) < 0.02  # 1 / 2^2 of the returns (binomial, 20k draws)
+    assert points_in_rotated_box(p, b[None])[0].all()  # the kept points moved with the box
+    with pytest.raises(ValueError, match="away"):
+        move_away(pts, box, 0.5, rng)
+
+
+def test_far_pasting_moves_objects_out_and_stands_them_on_the_scan_road():
+    bank = object_bank({"000002"})
+    ground = np.c_[np.random.default_rng(0).uniform(-40, 40, (20000, 2)), np.full(20000, -1.9), np.zeros(20000)]
+    scan = LabelledScan(ground.astype(np.float32), np.zeros((0, 7)), np.zeros(0, np.int64), "flat", ground_z=-1.9)
+    near = paste_objects(scan, bank, 12, np.random.default_rng(3), GRID)
+    far = paste_objects(scan, bank, 12, np.random.default_rng(3), GRID, far_prob=1.0, max_range=50.0)
+    assert np.allclose(far.boxes[:, 2] - far.boxes[:, 5] / 2, -1.9)
+    bank_ranges = sorted(np.hypot(b[0], b[1]) for _, b, _, _ in bank)
+    assert np.median(np.hypot(far.boxes[:, 0], far.boxes[:, 1])) > np.median(np.hypot(near.boxes[:, 0], near.boxes[:, 1]))
+    assert np.hypot(far.boxes[:, 0], far.boxes[:, 1]).max() <= 50.0 + 1e-6 and bank_ranges[0] > 0
+
+
+def test_simulator_settings_are_checked_and_fixed_per_scene():
+    from maskworks.domains.lidar.detector import simulator_kwargs
+
+    sim = {"sensor_height": [1.6, 2.0], "beams": "hdl64e"}
+    a, b = simulator_kwargs(sim, 5000), simulator_kwargs(sim, 5001)
+    assert a["sensor_height"] == simulator_kwargs(sim, 5000)["sensor_height"] != b["sensor_height"]
+    assert 1.6 <= a["sensor_height"] <= 2.0 and len(a["elevations_deg"]) == 64
+    with pytest.raises(ValueError, match="unknown keys"):
+        simulator_kwargs({"azimuth": 0.2}, 0)
+    with pytest.raises(ValueError, match="beams"):
+        simulator_kwargs({"beams": "hdl32"}, 0)

@@ -55,3 +55,50 @@ def test_beam_elevations_match_the_configured_beams() -> None:
     assert nearest.max() < 1e-3  # every point is on one of the 64 beams
     seen = np.unique(np.abs(elev[:, None] - el[None]).argmin(1))
     assert len(seen) >= 60  # nearly every beam returns something (upper beams may see only sky)
+
+
+def test_hdl64e_layout_has_two_blocks_and_every_point_is_on_a_beam() -> None:
+    from maskworks.domains.lidar.simulator import hdl64e_elevations
+
+    el = hdl64e_elevations()
+    assert len(el) == 64 and el[0] == 2.0 and el[31] == -8.33 and el[32] == -8.83 and el[-1] == -24.33
+    np.testing.assert_allclose(np.diff(el[:32]), -10.33 / 31)  # ~1/3 deg apart in the upper block
+    np.testing.assert_allclose(np.diff(el[32:]), -0.5)  # 1/2 deg in the lower block
+    pts, _ = cast(random_scene(2), el, azimuth_step_deg=2.0, range_noise=0.0)
+    elev = np.rad2deg(np.arctan2(pts[:, 2], np.hypot(pts[:, 0], pts[:, 1])))
+    assert np.abs(elev[:, None] - el[None]).min(1).max() < 1e-3
+
+
+def test_car_cabins_keep_the_labels_and_put_the_cabin_inside_the_car_box() -> None:
+    plain, cabins = random_scene(7), random_scene(7, car_cabins=True)
+    np.testing.assert_array_equal(plain.objects, cabins.objects)  # same objects, same labels
+    assert plain.object_kind == cabins.object_kind
+    cars = [i for i, k in enumerate(cabins.object_kind) if k == "Car"]
+    assert cabins.box_kind.count("cabin") == len(cars) > 0
+    pts, src = cast(cabins, hdl64_elevations(), azimuth_step_deg=0.5, range_noise=0.0)
+    for j in cars:
+        car = cabins.objects[j]
+        parts = np.nonzero(cabins.box_object == j)[0]
+        assert [cabins.box_kind[p] for p in parts] == ["Car", "cabin"]
+        hits = pts[np.isin(src, parts)]
+        grown = car.copy()
+        grown[3:6] += 2e-3
+        assert points_in_rotated_box(hits, grown[None])[0].all()  # every part lies inside the label box
+        body, cabin = cabins.boxes[parts]
+        assert cabin[4] < body[4] and cabin[3] < body[3]  # a narrower, shorter cabin ...
+        np.testing.assert_allclose(cabin[2] - cabin[5] / 2, body[2] + body[5] / 2)  # ... sitting on the body
+        np.testing.assert_allclose(cabin[2] + cabin[5] / 2, car[2] + car[5] / 2)  # whose roof is the car's roof
+
+
+def test_object_dropout_thins_objects_and_leaves_the_rest() -> None:
+    a = simulate_scene(11, azimuth_step_deg=0.5, range_noise=0.0)
+    b = simulate_scene(11, azimuth_step_deg=0.5, range_noise=0.0, object_dropout=(0.5, 0.5))
+    np.testing.assert_array_equal(a[1], b[1])
+    from maskworks.domains.lidar.boxes import count_points_in_boxes
+
+    na, nb = count_points_in_boxes(a[0], a[1]).sum(), count_points_in_boxes(b[0], b[1]).sum()
+    assert abs(nb / na - 0.5) < 0.05, (na, nb)  # binomial(na, 0.5): thousands of points, 5 % is > 5 sigma
+    grown = a[1].copy()
+    grown[:, 3:6] += 0.01
+    rest = lambda p: p[~points_in_rotated_box(p, grown).any(0)]
+    np.testing.assert_array_equal(rest(a[0]), rest(b[0]))  # road, buildings and trees are untouched
