@@ -207,6 +207,15 @@ class LabelledScan:
     ground_z: float = GROUND_Z  # road height under the sensor (where pasted objects stand)
 
 
+def recipe_sim(data_cfg: dict | None) -> dict:
+    """A recipe's ``data.sim`` block (the first recipes' ``data.sim_azimuth_step`` read as its azimuth step)."""
+    d = data_cfg or {}
+    sim = dict(d.get("sim") or {})
+    if "sim_azimuth_step" in d:
+        sim.setdefault("azimuth_step", float(d["sim_azimuth_step"]))
+    return sim
+
+
 def simulator_kwargs(sim: dict | None, seed: int) -> dict:
     """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
 
@@ -450,10 +459,7 @@ class DetectorTask(Task):
         holdout = set(d.get("holdout", ["000002"]))
         frames = [f for f in d.get("kitti_frames", ["000000", "000001"]) if f not in holdout]
         grid = make_grid((self.cfg.get("model") or {}).get("grid"))
-        sim = dict(d.get("sim") or {})
-        if "sim_azimuth_step" in d:  # the first recipes' spelling
-            sim.setdefault("azimuth_step", float(d["sim_azimuth_step"]))
-        return DetectionScans(grid, frames, int(d.get("simulated", 16)), sim,
+        return DetectionScans(grid, frames, int(d.get("simulated", 16)), recipe_sim(d),
                               int(d.get("paste", 6)), holdout, int(d.get("repeat", 1)), int(d.get("real_repeat", 2)),
                               seed=int((self.cfg.get("trainer") or {}).get("seed", 0)),
                               far_prob=float(d.get("paste_far", 0.0)), max_range=float(d.get("paste_max_range", 50.0)))
@@ -481,7 +487,7 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
     """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI)."""
     from maskworks.data import data_path
 
-    from .kitti_eval import FrameBoxes, evaluate, load_ground_truth, restrict_to_fov
+    from .kitti_eval import FrameBoxes, evaluate, label_matches, load_ground_truth, restrict_to_fov
     from .io import read_kitti_bin
 
     root = data_path("3d", "kitti", "training")
@@ -496,7 +502,7 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
         for f, calib in zip(frames, calibs):
             r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=score_threshold)
             dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
-        out[name] = {"frames": frames, **evaluate(gts, dets)}
+        out[name] = {"frames": frames, **evaluate(gts, dets), "labels": label_matches(gts, dets)}
     return out
 
 

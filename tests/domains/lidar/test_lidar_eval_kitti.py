@@ -127,6 +127,23 @@ def test_label_files_as_predictions_give_ap_100(tmp_path):
     assert res["strict"]["Car"]["num_gt"] == {"easy": 0, "moderate": 1, "hard": 1}
     gt = objects_to_frame(read_label(root / "label_2" / "000002.txt"), read_calib(root / "calib" / "000002.txt"))
     assert gt.classes == ["Misc", "Car"]
+    labels = json.loads(out.read_text())["labels"]  # every Car/Ped/Cyc label found by itself
+    assert [(r["frame"], r["class"]) for r in labels] == [("000000", "Pedestrian"), ("000001", "Car"),
+                                                          ("000001", "Cyclist"), ("000002", "Car")]
+    assert all(r["best_iou_bev"] > 0.99 and r["score"] == 0.9 and r["distance_m"] < 0.01 for r in labels)
+
+
+def test_label_matches_report_the_best_overlap_or_the_nearest_miss():
+    from maskworks.domains.lidar.kitti_eval import label_matches
+
+    g = FrameBoxes(CARS[:2], ["Car", "Car"], None, np.full(2, 50.0), np.zeros(2), np.zeros(2), name="f")
+    shifted = CARS[:1].copy()
+    shifted[0, :2] += [np.cos(CARS[0, 6]), np.sin(CARS[0, 6])]  # 1 m along the heading: BEV IoU 3 / 5
+    far = CARS[1:2] + np.array([[3.0, 4.0, 0, 0, 0, 0, 0]])  # 5 m off, no overlap
+    rows = label_matches([g], [_det(np.concatenate([shifted, far, CARS[:1] + [[0, 0.9, 0, 0, 0, 0, 0]]]), [0.8, 0.3, 0.5])])
+    assert rows[0]["best_iou_bev"] == pytest.approx(0.6, abs=1e-3) and rows[0]["score"] == 0.8
+    assert rows[1]["best_iou_bev"] == 0.0 and rows[1]["distance_m"] == pytest.approx(5.0) and rows[1]["score"] == 0.3
+    assert rows[0]["range_m"] == pytest.approx(10.0, abs=0.1)
 
 
 def test_eval_cli_names_a_bad_folder(tmp_path, capsys):
