@@ -26,7 +26,7 @@ import numpy as np
 OBJECT_SIZES = {"Car": ((3.9, 1.6, 1.56), 0.15), "Pedestrian": ((0.8, 0.6, 1.73), 0.1),
                 "Cyclist": ((1.76, 0.6, 1.73), 0.1)}
 REFLECTANCE = {"ground": 0.25, "Car": 0.6, "cabin": 0.1, "Pedestrian": 0.35, "Cyclist": 0.4, "building": 0.3,
-               "tree": 0.15}
+               "tree": 0.15, "van": 0.5, "wall": 0.3}
 
 
 def hdl64_elevations(top_deg: float = 2.0, bottom_deg: float = -24.8, beams: int = 64) -> np.ndarray:
@@ -44,7 +44,7 @@ class Scene:
     """Primitives of one scene (sensor frame, metres) and the labelled objects they make up."""
 
     boxes: np.ndarray  # [M, 7] every box primitive (object parts, then buildings)
-    box_kind: list[str]  # per box: a class name, "cabin" (a car's upper part) or "building"
+    box_kind: list[str]  # per box: a class name, "cabin" (a car's upper part), "van", "wall" or "building"
     cylinders: np.ndarray  # [C, 4] x, y, radius, top z (bottom on the ground)
     spheres: np.ndarray  # [S, 4] x, y, z, radius
     ground_z: float
@@ -118,18 +118,29 @@ def _ray_cylinders(d: np.ndarray, cyl: np.ndarray, ground_z: float) -> np.ndarra
 def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians: tuple[int, int] = (2, 8),
                  num_cyclists: tuple[int, int] = (0, 4), num_buildings: tuple[int, int] = (4, 10),
                  num_trees: tuple[int, int] = (4, 12), sensor_height: float = 1.73, extent: float = 45.0,
-                 car_cabins: bool = False) -> Scene:
+                 car_cabins: bool = False, traffic: bool = False) -> Scene:
     """A street along x: objects on and beside the road, buildings and trees further out, no overlaps.
 
     With ``car_cabins`` each car is a body (lower 60 % of its height, full footprint) under a cabin
-    (upper 40 %, 55 % of the length, 88 % of the width, slightly rearward); its label is the whole box."""
+    (upper 40 %, 55 % of the length, 88 % of the width, slightly rearward); its label is the whole box.
+    With ``traffic`` road users are packed by their rectangles (0.3 m apart) rather than by enclosing
+    circles, so cars stand side by side and bumper to bumper as in real traffic, and unlabelled vans
+    and roadside walls stand next to them (things a detector must not merge with a car)."""
     rng = np.random.default_rng(seed)
     ground_z = -sensor_height
     placed: list[tuple[float, float, float]] = [(0.0, 0.0, 3.0)]  # keep the ego vehicle's place free
+    rects: list[list[float]] = [[0.0, 0.0, 5.0, 2.4, 0.0]]  # traffic: x, y, l, w, yaw of everything on the road
     boxes, kinds, cyl, sph = [], [], [], []
 
     def free(x: float, y: float, r: float) -> bool:
         return all((x - px) ** 2 + (y - py) ** 2 > (r + pr) ** 2 for px, py, pr in placed)
+
+    def rect_free(x: float, y: float, l: float, w: float, yaw: float) -> bool:
+        from .iou import bev_intersection
+
+        cand = np.array([[x, y, 0, l + 0.3, w + 0.3, 1, yaw]])
+        others = np.array([[a, b, 0, c + 0.3, d + 0.3, 1, e] for a, b, c, d, e in rects])
+        return bool((bev_intersection(cand, others) <= 0).all())
 
     def place(kind: str, count: int, xy_fn, size_fn, yaw_fn) -> None:
         for _ in range(count):
@@ -137,6 +148,15 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
                 x, y = xy_fn()
                 l, w, h = size_fn()
                 r = 0.5 * float(np.hypot(l, w)) + 0.2
+                if traffic and kind != "building":
+                    yaw = yaw_fn()
+                    if rect_free(x, y, l, w, yaw):
+                        rects.append([x, y, l, w, yaw])
+                        placed.append((x, y, r))
+                        boxes.append([x, y, ground_z + h / 2, l, w, h, yaw])
+                        kinds.append(kind)
+                        break
+                    continue
                 if free(x, y, r):
                     placed.append((x, y, r))
                     boxes.append([x, y, ground_z + h / 2, l, w, h, yaw_fn()])
@@ -155,6 +175,14 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
     walk = lambda: (float(rng.uniform(-30, 30)), float(rng.choice([-1, 1]) * rng.uniform(6.0, 11.0)))
     place("Pedestrian", n(num_pedestrians), walk, size("Pedestrian"), lambda: float(rng.uniform(-np.pi, np.pi)))
     place("Cyclist", n(num_cyclists), road, size("Cyclist"), lambda: float(rng.choice([0, np.pi]) + rng.normal(0, 0.2)))
+    if traffic:
+        place("van", int(rng.integers(1, 5)), road,
+              lambda: (float(rng.uniform(4.8, 7.0)), float(rng.uniform(1.9, 2.4)), float(rng.uniform(1.9, 2.8))),
+              lambda: float(rng.choice([0, np.pi]) + rng.normal(0, 0.1)))
+        place("wall", int(rng.integers(1, 5)),
+              lambda: (float(rng.uniform(-extent, extent)), float(rng.choice([-1, 1]) * rng.uniform(3.5, 11.0))),
+              lambda: (float(rng.uniform(4.0, 25.0)), float(rng.uniform(0.2, 0.6)), float(rng.uniform(0.6, 2.5))),
+              lambda: float(rng.normal(0, 0.05)))
     side = lambda: (float(rng.uniform(-extent, extent)), float(rng.choice([-1, 1]) * rng.uniform(14.0, 30.0)))
     place("building", n(num_buildings), side,
           lambda: (float(rng.uniform(8, 25)), float(rng.uniform(6, 12)), float(rng.uniform(4, 12))),

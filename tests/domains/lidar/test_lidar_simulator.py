@@ -102,3 +102,26 @@ def test_object_dropout_thins_objects_and_leaves_the_rest() -> None:
     grown[:, 3:6] += 0.01
     rest = lambda p: p[~points_in_rotated_box(p, grown).any(0)]
     np.testing.assert_array_equal(rest(a[0]), rest(b[0]))  # road, buildings and trees are untouched
+
+
+def test_traffic_packs_road_users_closer_than_circles_and_adds_unlabelled_clutter() -> None:
+    from maskworks.domains.lidar.iou import bev_intersection
+
+    gaps = {}
+    for traffic in (False, True):
+        closest = []
+        for seed in range(6):
+            sc = random_scene(seed, traffic=traffic)
+            road = sc.boxes[[k != "building" for k in sc.box_kind]]
+            inter = bev_intersection(road, road)
+            np.fill_diagonal(inter, 0)
+            assert inter.max() == 0  # nothing overlaps
+            cars = sc.objects[[k == "Car" for k in sc.object_kind]]
+            d = np.hypot(*(cars[:, None, :2] - cars[None, :, :2]).transpose(2, 0, 1))
+            np.fill_diagonal(d, np.inf)
+            closest.append(d.min())
+            if traffic:
+                assert {"van", "wall"} & set(sc.box_kind) and not {"van", "wall"} & set(sc.object_kind)
+        gaps[traffic] = min(closest)
+    # circles keep car centres >= 2 x (half diagonal + 0.2) ~ 4.6 m apart; rectangles allow side by side
+    assert gaps[False] > 4.0 and gaps[True] < 3.5, gaps
