@@ -147,6 +147,28 @@ def detection_loss(out: dict[str, Tensor], tgt: dict[str, Tensor], reg_weight: f
     return {"loss": hm + reg_weight * l1, "heatmap": hm.detach(), "reg": l1.detach()}
 
 
+def unflip(out: dict[str, Tensor], axis: str) -> dict[str, Tensor]:
+    """Head maps computed on a grid flipped along ``axis`` (``"y"``: y -> -y, ``"x"``: x -> -x) expressed
+    in the original grid: maps flipped back, the sub-cell offset mirrored (``d -> 1 - d``) and the yaw
+    mirrored (y-flip: yaw -> -yaw; x-flip: yaw -> pi - yaw). Exact on a grid symmetric about the sensor."""
+    dim, k = (-2, 1) if axis == "y" else (-1, 0)
+    o = {name: t.flip(dim) for name, t in out.items()}
+    off = o["offset"].clone()
+    off[:, k] = 1 - off[:, k]
+    rot = o["rot"].clone()
+    rot[:, 0 if axis == "y" else 1] *= -1  # y: sin -> -sin; x: cos -> -cos
+    return {**o, "offset": off, "rot": rot}
+
+
+def flip_tta(model: nn.Module, occ: Tensor) -> dict[str, Tensor]:
+    """Test-time augmentation: the model on the scan and on its y-mirror, maps averaged (heatmap as
+    probabilities, returned as logits). Halves the variance of a box's position across the mirror."""
+    a, b = model(occ), unflip(model(occ.flip(-2)), "y")
+    p = (a["heatmap"].sigmoid() + b["heatmap"].sigmoid()) / 2
+    out = {k: (a[k] + b[k]) / 2 for k in a if k != "heatmap"}
+    return {"heatmap": torch.logit(p.clamp(1e-6, 1 - 1e-6)), **out}
+
+
 # ----------------------------------------------------------------------------- decoding
 @dataclass
 class Detections:
@@ -484,7 +506,7 @@ class DetectorTask(Task):
                 for k, v in res.items() if isinstance(v, dict) and "strict" in v}
 
 
-def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05) -> dict:
+def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = False) -> dict:
     """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI)."""
     from maskworks.data import data_path
 
@@ -501,14 +523,15 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
         gts, calibs = load_ground_truth(root, frames)
         dets = []
         for f, calib in zip(frames, calibs):
-            r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=score_threshold)
+            r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=score_threshold,
+                            tta=tta)
             dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
         out[name] = {"frames": frames, **evaluate(gts, dets), "labels": label_matches(gts, dets)}
     return out
 
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
-                          score_threshold: float = 0.05, sim: dict | None = None) -> dict:
+                          score_threshold: float = 0.05, sim: dict | None = None, tta: bool = False) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
     ``data.sim`` settings ``sim``. A sanity check, not KITTI."""
@@ -522,7 +545,7 @@ def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int
         inside = (np.abs(boxes[:, 0]) < 40) & (np.abs(boxes[:, 1]) < 40) if len(boxes) else vis
         keep = vis & inside
         gts.append(FrameBoxes(boxes[keep], [c for c, k in zip(cls, keep) if k], name=f"sim/{s}"))
-        r = det.predict(pts, score_threshold=score_threshold)
+        r = det.predict(pts, score_threshold=score_threshold, tta=tta)
         dets.append(FrameBoxes(r.boxes, r.classes, r.scores, name=f"sim/{s}"))
     return {"scenes": [f"sim/{s}" for s in range(first_seed, first_seed + scenes)], **evaluate(gts, dets)}
 
@@ -559,10 +582,13 @@ class LidarDetector:
         return cls(model, meta)
 
     @torch.no_grad()
-    def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100) -> Detections:
-        """Detections of one scan (LiDAR frame, metres; only the grid's x/y/z range is seen)."""
+    def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
+                tta: bool = False) -> Detections:
+        """Detections of one scan (LiDAR frame, metres; only the grid's x/y/z range is seen); ``tta``
+        averages the scan and its mirror image (:func:`flip_tta`, twice the time)."""
         occ = torch.from_numpy(self.grid.occupancy(np.asarray(points)[:, :3]).astype(np.float32))[None]
-        return decode(self.model(occ), self.grid, self.model.stride, top_k, score_threshold)[0]
+        out = flip_tta(self.model, occ) if tta else self.model(occ)
+        return decode(out, self.grid, self.model.stride, top_k, score_threshold)[0]
 
 
 def predict_main(argv: list[str] | None = None) -> int:
@@ -581,6 +607,7 @@ def predict_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--weights")
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
+    p.add_argument("--tta", action="store_true", help="average each scan with its left-right mirror (twice the time)")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")
     a = p.parse_args(argv)
     from .io import LidarDataError
@@ -598,7 +625,7 @@ def predict_main(argv: list[str] | None = None) -> int:
             print(f"maskworks predict lidar/detection: {e}", file=sys.stderr)
             rc = 2
             continue
-        r = det.predict(pts, a.threshold)
+        r = det.predict(pts, a.threshold, tta=a.tta)
         stem = Path(f).name.split(".")[0]
         write_label(out / f"{stem}.txt", detections_to_objects(r.boxes, r.classes, r.scores, calib))
         (out / f"{stem}.json").write_text(json.dumps({"file": str(f), "num_points": len(pts), "threshold": a.threshold,

@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--simulated", type=int, default=0, metavar="N",
                    help="also report AP on N held-out simulated scenes (seeds 9000...), simulated with the settings "
                         "the detector was trained with (a sanity check of the model, not a KITTI number)")
+    p.add_argument("--tta", action="store_true", help="average each scan with its left-right mirror (twice the time)")
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     if a.simulated and a.pred:
@@ -330,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 
             det = LidarDetector.load(a.weights)
             for f, calib in zip(frames, calibs):
-                r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=a.threshold)
+                r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=a.threshold,
+                                tta=a.tta)
                 dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
     except (LidarDataError, ValueError, OSError) as e:
         print(f"maskworks eval lidar/detection: {e}", file=sys.stderr)
@@ -341,12 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(res))
     print("\nper label (in camera view, after the score threshold):")
     print(format_matches(rows))
-    out = {"frames": frames, "source": a.pred or (a.weights or "shipped"),
+    out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "tta": bool(a.tta),
            "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
     if a.simulated:
         from .detector import evaluate_on_simulated, recipe_sim
 
-        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=recipe_sim(det.cfg.get("data")))
+        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=recipe_sim(det.cfg.get("data")),
+                                    tta=a.tta)
         print(f"\nheld-out simulated scenes ({a.simulated}, the detector's training settings; all difficulty levels alike):")
         print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
         out["simulated"] = sim

@@ -169,3 +169,38 @@ def test_simulator_settings_are_checked_and_fixed_per_scene():
         simulator_kwargs({"azimuth": 0.2}, 0)
     with pytest.raises(ValueError, match="beams"):
         simulator_kwargs({"beams": "hdl32"}, 0)
+
+
+@pytest.mark.parametrize("axis", ["y", "x"])
+def test_unflip_maps_mirrored_targets_back_onto_the_originals(axis):
+    from maskworks.domains.lidar.detector import unflip
+
+    boxes = np.array([[10.3, -5.1, -0.9, 4.1, 1.7, 1.5, 0.4], [-20.7, 12.2, -0.8, 0.8, 0.6, 1.7, -2.0]])
+    mirrored = boxes.copy()
+    if axis == "y":
+        mirrored[:, 1], mirrored[:, 6] = -boxes[:, 1], -boxes[:, 6]
+    else:
+        mirrored[:, 0], mirrored[:, 6] = -boxes[:, 0], np.pi - boxes[:, 6]
+    labels = np.array([0, 1])
+    back = unflip(_maps_from_targets(build_targets(mirrored, labels, GRID)), axis)
+    det = decode(back, GRID, score_threshold=0.5)[0]
+    assert len(det) == 2
+    for b, c in zip(boxes, ("Car", "Pedestrian")):
+        got = det.boxes[det.classes.index(c)]
+        assert got[:6] == pytest.approx(b[:6], abs=1e-4)
+        assert np.cos(got[6] - b[6]) == pytest.approx(1.0, abs=1e-6)  # same heading
+
+
+def test_flip_tta_is_exactly_mirror_equivariant():
+    """TTA(mirror(scan)) seen back in the original grid equals TTA(scan), for any (even untrained) model."""
+    from maskworks.domains.lidar.detector import BEVDetector, flip_tta, unflip
+
+    torch.manual_seed(0)
+    m = BEVDetector(GRID, (8, 16, 32), 8).eval()
+    occ = (torch.rand(1, 10, 200, 200) < 0.02).float()
+    with torch.no_grad():
+        a, b = flip_tta(m, occ), unflip(flip_tta(m, occ.flip(-2)), "y")
+        plain = m(occ)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+    assert not torch.allclose(a["offset"], plain["offset"], atol=1e-3)  # it does change the untrained model's maps
