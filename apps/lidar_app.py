@@ -1,4 +1,4 @@
-"""Demo tab: 3-D detection (Car / Pedestrian / Cyclist) in a LiDAR scan with the R-MAE-pretrained detector.
+"""Demo tab: 3-D detection (Car / Pedestrian / Cyclist) in a LiDAR scan with the shipped detector (R-MAE backbone).
 
 Upload a KITTI ``.bin``, nuScenes ``.pcd.bin``, ``.pcd``, ``.ply`` or ``.npy`` (read here, not by
 Gradio, so a bad file gets a message naming it), or pick a shipped KITTI / nuScenes scan. Shows an
@@ -29,6 +29,17 @@ def detector():
     from maskworks.domains.lidar.detector import LidarDetector
 
     return LidarDetector.load()
+
+
+def shipped_init() -> str:
+    """How the shipped detector's backbone was initialised, from its record (``lidar-detector.json``)."""
+    from maskworks.data import data_path
+
+    try:
+        init = json.loads(data_path("weights", "lidar-detector.json").read_text()).get("init", "")
+    except (OSError, ValueError):
+        return "unknown"
+    return "random-init" if init.startswith("random") else "R-MAE-pretrained"
 
 
 def examples() -> dict[str, Path]:
@@ -214,7 +225,8 @@ def build_tab() -> None:
 
     from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD
 
-    gr.Markdown("CenterPoint-style detector on the **R-MAE-pretrained** BEV backbone: cars, pedestrians and cyclists "
+    gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
+                "the better run on held-out simulated scenes; docs/3d/detection.md): cars, pedestrians and cyclists "
                 "within 40 m of the sensor. Upload a scan in metres (x forward, y left, z up) or pick a shipped one.")
     ex = examples()
     path = gr.State(None)

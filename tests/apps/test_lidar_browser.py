@@ -29,6 +29,9 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
     page.locator("#lidar-bev img").wait_for()
     text = info.inner_text()
     assert f"{want} detections" in text
+    from maskworks.apps.lidar_app import shipped_init
+
+    assert page.get_by_text(f"shipped weights: {shipped_init()}").count() >= 1  # the tab says which model it runs
     grid = page.locator("#lidar-table [role=grid]")
     if want:  # Gradio's virtual table: header row + one row per detection (aria-rowcount)
         page.locator(f'#lidar-table [role=row][aria-rowindex="{want + 1}"]').wait_for()
