@@ -162,7 +162,8 @@ def unflip(out: dict[str, Tensor], axis: str) -> dict[str, Tensor]:
 
 def flip_tta(model: nn.Module, occ: Tensor) -> dict[str, Tensor]:
     """Test-time augmentation: the model on the scan and on its y-mirror, maps averaged (heatmap as
-    probabilities, returned as logits). Halves the variance of a box's position across the mirror."""
+    probabilities, returned as logits): each box's position, size and heading become the mean of the two
+    passes' estimates, which evens out left-right biases of the learned filters."""
     a, b = model(occ), unflip(model(occ.flip(-2)), "y")
     p = (a["heatmap"].sigmoid() + b["heatmap"].sigmoid()) / 2
     out = {k: (a[k] + b[k]) / 2 for k in a if k != "heatmap"}
