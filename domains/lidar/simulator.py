@@ -13,8 +13,9 @@ Gaussian along the ray; ``range_noise=0`` gives exact surfaces.
 
 Realism options used by the detector's training data (all off by default, so R-MAE data and the
 tests' exact-surface checks are unchanged): cars built from a body and a narrower, shorter cabin
-(``car_cabins``), and per-object point dropout (``object_dropout``, dark paint and range) with a
-higher rate on cabins (``glass_dropout``: LiDAR mostly passes through windows).
+(``car_cabins``), per-object point dropout (``object_dropout``, dark paint and range) with a higher
+rate on cabins (``glass_dropout``: LiDAR mostly passes through windows), and tightly packed traffic
+with unlabelled vans and roadside walls (``traffic``).
 """
 from __future__ import annotations
 
