@@ -358,10 +358,8 @@ def paste_objects(scan: LabelledScan, bank: list, count: int, rng: np.random.Gen
         if far_prob and rng.random() < far_prob and 1.0 < r0 < max_range:
             p, b0 = move_away(p, b[0], float(rng.uniform(r0, max_range)) / r0, rng)
             b = b0[None]
-        if scan.ground_z != GROUND_Z:
-            p, b = p.copy(), b.copy()
-            p[:, 2] += scan.ground_z - GROUND_Z
-            b[:, 2] += scan.ground_z - GROUND_Z
+        p[:, 2] += scan.ground_z - GROUND_Z  # p and b are fresh copies (rotate_about_sensor, move_away)
+        b[:, 2] += scan.ground_z - GROUND_Z
         bx = b[0]
         if not (grid.x_range[0] + 2 < bx[0] < grid.x_range[1] - 2 and grid.y_range[0] + 2 < bx[1] < grid.y_range[1] - 2):
             continue

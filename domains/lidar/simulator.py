@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .iou import bev_intersection
+
 # class -> (length, width, height) mean size in metres and per-axis jitter
 OBJECT_SIZES = {"Car": ((3.9, 1.6, 1.56), 0.15), "Pedestrian": ((0.8, 0.6, 1.73), 0.1),
                 "Cyclist": ((1.76, 0.6, 1.73), 0.1)}
@@ -137,8 +139,6 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
         return all((x - px) ** 2 + (y - py) ** 2 > (r + pr) ** 2 for px, py, pr in placed)
 
     def rect_free(x: float, y: float, l: float, w: float, yaw: float) -> bool:
-        from .iou import bev_intersection
-
         cand = np.array([[x, y, 0, l + 0.3, w + 0.3, 1, yaw]])
         others = np.array([[a, b, 0, c + 0.3, d + 0.3, 1, e] for a, b, c, d, e in rects])
         return bool((bev_intersection(cand, others) <= 0).all())

@@ -80,14 +80,20 @@ def page(browser, demo_url):
     ctx.close()
 
 
-def save_screenshot(page, name: str) -> Path:
+def save_screenshot(page, name: str, docs: str | None = None) -> Path:
+    """Full-page PNG under test-artifacts/; with ``docs`` (e.g. ``"3d/detection_app.png"``) also copied
+    to that picture under the checkout's docs/ when it has one (the README shows it)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    target = Path(__file__).resolve().parents[2] / "docs" / docs if docs else None
+    if target is not None and target.parent.is_dir():
+        shutil.copy(path, target)
     return path
 
 
 @pytest.fixture
 def screenshot():
-    """``screenshot(page, name)`` saves a full-page PNG under test-artifacts/ and returns its path."""
+    """``screenshot(page, name, docs=None)`` saves a full-page PNG under test-artifacts/ (and to docs/``docs``)
+    and returns its path."""
     return save_screenshot

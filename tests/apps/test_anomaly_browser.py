@@ -1,6 +1,4 @@
 """The anomaly tab in a real browser: example -> heatmap and score, corrupt upload -> message."""
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -30,10 +28,7 @@ def test_anomaly_tab_scores_an_example_and_explains_a_bad_upload(page, tmp_path,
     assert shown == pytest.approx(_expected_z("normal_val_0183.png"), abs=1e-3)
     assert "below the threshold" in text
     page.locator("#anomaly-plot img").wait_for()
-    path = screenshot(page, "demo_anomaly")
-    docs = Path(__file__).resolve().parents[2] / "docs" / "medical"
-    if docs.is_dir():
-        shutil.copy(path, docs / "anomaly_app.png")
+    screenshot(page, "demo_anomaly", docs="medical/anomaly_app.png")
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")

@@ -1,6 +1,4 @@
 """The LiDAR detection tab in a real browser: shipped KITTI scan -> 3-D plot + table, corrupt upload -> message."""
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -38,10 +36,7 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
         assert int(grid.get_attribute("aria-rowcount")) == want + 1
         first = page.locator('#lidar-table [role=row][aria-rowindex="2"]').inner_text()
         assert first.split()[0] in ("Car", "Pedestrian", "Cyclist")
-    path = screenshot(page, "demo_lidar")
-    docs = Path(__file__).resolve().parents[2] / "docs" / "3d"
-    if docs.is_dir():
-        shutil.copy(path, docs / "detection_app.png")
+    screenshot(page, "demo_lidar", docs="3d/detection_app.png")
 
     bad = tmp_path / "broken.bin"
     bad.write_bytes(b"not a scan")
