@@ -242,14 +242,15 @@ def recipe_sim(data_cfg: dict | None) -> dict:
 def simulator_kwargs(sim: dict | None, seed: int) -> dict:
     """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
 
-    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform`` or ``hdl64e``), ``car_cabins``, ``traffic``, ``object_dropout``
+    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform`` or ``hdl64e``), ``car_cabins``, ``traffic``, ``kerb_walls``,
+    ``object_dropout``
     and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres, or [lo, hi] drawn per scene
     from the seed, so a scene is the same in every run)."""
     from .simulator import hdl64e_elevations
 
     sim = dict(sim or {})
-    unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "traffic", "object_dropout", "glass_dropout",
-                          "sensor_height"}
+    unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "traffic", "kerb_walls", "object_dropout",
+                          "glass_dropout", "sensor_height"}
     if unknown:
         raise ValueError(f"data.sim: unknown keys {sorted(unknown)}")
     beams = sim.get("beams", "uniform")
@@ -260,6 +261,7 @@ def simulator_kwargs(sim: dict | None, seed: int) -> dict:
         h = float(np.random.default_rng([seed, 17]).uniform(*h))
     kw = {"azimuth_step_deg": float(sim.get("azimuth_step", 0.35)), "sensor_height": float(h),
           "car_cabins": bool(sim.get("car_cabins", False)), "traffic": bool(sim.get("traffic", False)),
+          "kerb_walls": bool(sim.get("kerb_walls", False)),
           "object_dropout": tuple(sim.get("object_dropout", (0.0, 0.0))),
           "glass_dropout": tuple(sim.get("glass_dropout", (0.0, 0.0)))}
     if beams == "hdl64e":

@@ -121,14 +121,19 @@ def _ray_cylinders(d: np.ndarray, cyl: np.ndarray, ground_z: float) -> np.ndarra
 def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians: tuple[int, int] = (2, 8),
                  num_cyclists: tuple[int, int] = (0, 4), num_buildings: tuple[int, int] = (4, 10),
                  num_trees: tuple[int, int] = (4, 12), sensor_height: float = 1.73, extent: float = 45.0,
-                 car_cabins: bool = False, traffic: bool = False) -> Scene:
+                 car_cabins: bool = False, traffic: bool = False, kerb_walls: bool = False) -> Scene:
     """A street along x: objects on and beside the road, buildings and trees further out, no overlaps.
 
     With ``car_cabins`` each car is a body (lower 60 % of its height, full footprint) under a cabin
     (upper 40 %, 55 % of the length, 88 % of the width, slightly rearward); its label is the whole box.
     With ``traffic`` road users are packed by their rectangles (0.3 m apart) rather than by enclosing
     circles, so cars stand side by side and bumper to bumper as in real traffic, and unlabelled vans
-    and roadside walls stand next to them (things a detector must not merge with a car)."""
+    and roadside walls stand next to them (things a detector must not merge with a car).
+    With ``kerb_walls`` (needs ``traffic``) some road sides get walls, fences or hedges along the kerb
+    with cars parked in a row right beside them (0.1-1 m away), as on city streets: a detector has to
+    end a car's box at the car, not at the wall behind it."""
+    if kerb_walls and not traffic:
+        raise ValueError("kerb_walls=True needs traffic=True (parked rows are packed by their rectangles)")
     rng = np.random.default_rng(seed)
     ground_z = -sensor_height
     placed: list[tuple[float, float, float]] = [(0.0, 0.0, 3.0)]  # keep the ego vehicle's place free
@@ -172,7 +177,10 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
         return lambda: tuple(float(m * (1 + jit * rng.uniform(-1, 1))) for m in mean)
 
     road = lambda: (float(rng.uniform(-extent, extent)), float(rng.choice([-1, 1]) * rng.uniform(1.5, 8.0)))
-    place("Car", n(num_cars), road, size("Car"), lambda: float(rng.choice([0, np.pi]) + rng.normal(0, 0.15)))
+    cars = n(num_cars)
+    if kerb_walls:
+        cars -= park_along_walls(rng, extent, ground_z, size("Car"), rect_free, rects, placed, boxes, kinds, cars)
+    place("Car", cars, road, size("Car"), lambda: float(rng.choice([0, np.pi]) + rng.normal(0, 0.15)))
     walk = lambda: (float(rng.uniform(-30, 30)), float(rng.choice([-1, 1]) * rng.uniform(6.0, 11.0)))
     place("Pedestrian", n(num_pedestrians), walk, size("Pedestrian"), lambda: float(rng.uniform(-np.pi, np.pi)))
     place("Cyclist", n(num_cyclists), road, size("Cyclist"), lambda: float(rng.choice([0, np.pi]) + rng.normal(0, 0.2)))
@@ -217,6 +225,44 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
                       0.4 * h, yaw]), prim_kind.append("cabin"), prim_obj.append(j)
     return Scene(np.asarray(prims, float).reshape(-1, 7), prim_kind, cyl, sph, ground_z, boxes[own].reshape(-1, 7),
                  [kinds[i] for i in own], np.asarray(prim_obj, np.int64))
+
+
+def park_along_walls(rng: np.random.Generator, extent: float, ground_z: float, car_size, rect_free, rects: list,
+                     placed: list, boxes: list, kinds: list, max_cars: int) -> int:
+    """:func:`random_scene`'s kerbside rows: on each road side with probability 0.6, one to three wall /
+    fence / hedge segments parallel to the road (|y| 3.5-7 m, 8-40 m long, 0.1-0.5 m thick, 0.5-2.5 m
+    high) and cars parked bumper to bumper along their road face, 0.1-1.0 m from it. Appends to the
+    caller's lists; returns how many cars it parked (at most ``max_cars``)."""
+    parked = 0
+    for side in (-1.0, 1.0):
+        if rng.random() >= 0.6:
+            continue
+        y_face = side * float(rng.uniform(3.5, 7.0))  # the wall's road-facing surface
+        for _ in range(int(rng.integers(1, 4))):
+            length, thick, height = float(rng.uniform(8, 40)), float(rng.uniform(0.1, 0.5)), float(rng.uniform(0.5, 2.5))
+            x0 = float(rng.uniform(-extent, extent - length))
+            wall = [x0 + length / 2, y_face + side * thick / 2, length, thick, 0.0]
+            if not rect_free(*wall):
+                continue
+            rects.append(wall)  # not in ``placed``: its enclosing circle would clear whole blocks of trees
+            boxes.append([wall[0], wall[1], ground_z + height / 2, length, thick, height, 0.0])
+            kinds.append("wall")
+            x = x0 + float(rng.uniform(0.0, 3.0))
+            while parked < max_cars:
+                l, w, h = car_size()
+                if x + l > x0 + length:
+                    break
+                gap = float(rng.uniform(0.1, 1.0))
+                car = [x + l / 2, y_face - side * (gap + w / 2), l, w, float(rng.choice([0, np.pi]) + rng.normal(0, 0.03))]
+                # rect_free keeps 0.3 m between rectangles, but a parked car may stand closer to its wall
+                if rect_free(*car) or gap < 0.3 and rect_free(car[0], car[1] - side * 0.3, l, w, car[4]):
+                    rects.append(car)
+                    placed.append((car[0], car[1], 0.5 * float(np.hypot(l, w)) + 0.2))
+                    boxes.append([car[0], car[1], ground_z + h / 2, l, w, h, car[4]])
+                    kinds.append("Car")
+                    parked += 1
+                x += l + float(rng.uniform(0.5, 4.0))
+    return parked
 
 
 def cast(scene: Scene, elevations_deg: np.ndarray, azimuth_step_deg: float = 0.35, max_range: float = 80.0,

@@ -125,3 +125,36 @@ def test_traffic_packs_road_users_closer_than_circles_and_adds_unlabelled_clutte
         gaps[traffic] = min(closest)
     # circles keep car centres >= 2 x (half diagonal + 0.2) ~ 4.6 m apart; rectangles allow side by side
     assert gaps[False] > 4.0 and gaps[True] < 3.5, gaps
+
+
+def test_kerb_walls_park_cars_in_rows_beside_walls_without_overlaps() -> None:
+    import pytest
+
+    from maskworks.domains.lidar.iou import bev_intersection
+
+    def parked_beside_walls(kerb_walls: bool) -> tuple[int, int]:
+        beside = total = 0
+        for seed in range(10):
+            sc = random_scene(seed, traffic=True, kerb_walls=kerb_walls)
+            road = sc.boxes[[k != "building" for k in sc.box_kind]]
+            inter = bev_intersection(road, road)
+            np.fill_diagonal(inter, 0)
+            assert inter.max() == 0  # nothing overlaps, walls included
+            assert "wall" not in sc.object_kind  # walls stay unlabelled
+            walls = sc.boxes[[k == "wall" for k in sc.box_kind]]
+            cars = sc.objects[[k == "Car" for k in sc.object_kind]]
+            total += len(cars)
+            for c in cars:  # along a wall, within its length, 0.1-1 m from its face
+                for w in walls:
+                    gap = abs(c[1] - w[1]) - (c[4] + w[4]) / 2
+                    if (abs(c[0] - w[0]) + c[3] / 2 <= w[3] / 2 + 1e-6 and 0.1 - 1e-6 <= gap <= 1.0 + 1e-6
+                            and abs(np.sin(c[6] - w[6])) < 0.15):
+                        beside += 1
+                        break
+        return beside, total
+
+    on, off = parked_beside_walls(True), parked_beside_walls(False)
+    assert on[0] >= 0.25 * on[1] and off[0] <= 0.05 * off[1], (on, off)
+    np.testing.assert_array_equal(random_scene(3, traffic=True).boxes, random_scene(3, traffic=True, kerb_walls=False).boxes)
+    with pytest.raises(ValueError, match="needs traffic"):
+        random_scene(3, kerb_walls=True)
