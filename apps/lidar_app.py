@@ -178,6 +178,12 @@ def analyse_file(path: str | Path) -> tuple[np.ndarray, object, list[str], float
         notes.append(f"{len(pts):,} points: randomly subsampled to {MAX_POINTS:,} (the cap) before detection.")
         pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), MAX_POINTS, replace=False))]
     notes += sanity_notes(pts)
+    from maskworks.domains.lidar.detector import EGO_RADIUS
+
+    ego = int((np.hypot(pts[:, 0], pts[:, 1]) <= EGO_RADIUS).sum())
+    if ego:
+        notes.append(f"{ego:,} returns within {EGO_RADIUS:g} m of the sensor (the ego vehicle's roof and body) are "
+                     "ignored by the detector.")
     t = time.perf_counter()
     det = detector().predict(pts, score_threshold=0.05)
     dt = time.perf_counter() - t

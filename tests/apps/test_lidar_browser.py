@@ -76,3 +76,6 @@ def test_reader_handles_ply_pcd_npy_and_warns_about_units_and_axes(tmp_path):
     np.save(tmp_path / "big.npy", big)
     pts, det, notes, _ = lidar_app.analyse_file(tmp_path / "big.npy")
     assert len(pts) == lidar_app.MAX_POINTS and any("subsampled" in n for n in notes)
+    ego = [n for n in notes if "ego vehicle" in n]
+    near = int((np.hypot(pts[:, 0], pts[:, 1]) <= 2.0).sum())
+    assert near > 0 and ego and ego[0].startswith(f"{near:,} returns within 2 m")

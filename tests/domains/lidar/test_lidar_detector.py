@@ -220,3 +220,20 @@ def test_shipped_detector_puts_a_car_on_the_held_out_kitti_car():
     assert iou.max() > 0.4, iou
     centre_offset = np.hypot(*(det.boxes[cars][iou.argmax(), :2] - scan.boxes[0, :2]))
     assert centre_offset < 1.0
+
+
+def test_ego_returns_are_dropped_and_no_object_is_reported_on_the_ego_vehicle():
+    """The shipped nuScenes sweep has ~8,000 roof returns within 1 m of the sensor; read as occupancy they
+    made the detector report a Car at the sensor (score 0.70). Dropping them removes that detection."""
+    from maskworks.data import data_path
+    from maskworks.domains.lidar.detector import LidarDetector, drop_ego_returns, read_scan
+
+    pts = np.array([[0.5, 0.5, -1.0], [1.9, 0.0, 0.0], [0.0, -2.1, 0.0], [30.0, 1.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(drop_ego_returns(pts, 2.0), pts[2:])
+    np.testing.assert_array_equal(drop_ego_returns(pts, 0.0), pts)
+    sweep = read_scan(next(iter(sorted(data_path("3d", "nuscenes").glob("*.pcd.bin")))))
+    det = LidarDetector.load()
+    near = lambda d: np.hypot(d.boxes[:, 0], d.boxes[:, 1]) < 2.5  # noqa: E731
+    assert near(det.predict(sweep, 0.3, ego_radius=0.0)).any()  # the failure this guards against
+    kept = det.predict(sweep, 0.3)
+    assert not near(kept).any() and len(kept) > 0
