@@ -30,6 +30,7 @@ from maskworks.core.training.task import StepContext, Task
 from .boxes import count_points_in_boxes, points_in_rotated_box
 from .iou import nms_bev
 from .rmae import BEVBackbone, conv_bn
+from .simulator import recipe_sim, simulator_kwargs  # noqa: F401  (re-exported: recipes and tests use them here)
 from .voxel import VoxelGrid
 
 CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -228,45 +229,6 @@ class LabelledScan:
     labels: np.ndarray  # [M] class index
     name: str
     ground_z: float = GROUND_Z  # road height under the sensor (where pasted objects stand)
-
-
-def recipe_sim(data_cfg: dict | None) -> dict:
-    """A recipe's ``data.sim`` block (the first recipes' ``data.sim_azimuth_step`` read as its azimuth step)."""
-    d = data_cfg or {}
-    sim = dict(d.get("sim") or {})
-    if "sim_azimuth_step" in d:
-        sim.setdefault("azimuth_step", float(d["sim_azimuth_step"]))
-    return sim
-
-
-def simulator_kwargs(sim: dict | None, seed: int) -> dict:
-    """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
-
-    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform`` or ``hdl64e``), ``car_cabins``, ``traffic``, ``kerb_walls``,
-    ``object_dropout``
-    and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres, or [lo, hi] drawn per scene
-    from the seed, so a scene is the same in every run)."""
-    from .simulator import hdl64e_elevations
-
-    sim = dict(sim or {})
-    unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "traffic", "kerb_walls", "object_dropout",
-                          "glass_dropout", "sensor_height"}
-    if unknown:
-        raise ValueError(f"data.sim: unknown keys {sorted(unknown)}")
-    beams = sim.get("beams", "uniform")
-    if beams not in ("uniform", "hdl64e"):
-        raise ValueError(f"data.sim.beams must be 'uniform' or 'hdl64e', not {beams!r}")
-    h = sim.get("sensor_height", 1.73)
-    if isinstance(h, (list, tuple)):
-        h = float(np.random.default_rng([seed, 17]).uniform(*h))
-    kw = {"azimuth_step_deg": float(sim.get("azimuth_step", 0.35)), "sensor_height": float(h),
-          "car_cabins": bool(sim.get("car_cabins", False)), "traffic": bool(sim.get("traffic", False)),
-          "kerb_walls": bool(sim.get("kerb_walls", False)),
-          "object_dropout": tuple(sim.get("object_dropout", (0.0, 0.0))),
-          "glass_dropout": tuple(sim.get("glass_dropout", (0.0, 0.0)))}
-    if beams == "hdl64e":
-        kw["elevations_deg"] = hdl64e_elevations()
-    return kw
 
 
 def kitti_frame(frame: str, root: Path | None = None) -> LabelledScan:

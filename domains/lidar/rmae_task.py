@@ -1,7 +1,8 @@
 """``maskworks train lidar/rmae``: R-MAE pre-training on shipped real scans plus simulated scenes.
 
 Data: the shipped KITTI frames (minus ``data.holdout``, kept for evaluation) and the nuScenes sweep,
-plus ``data.simulated`` scenes from :func:`simulate_scene`, each voxelised once to an occupancy grid.
+plus ``data.simulated`` scenes from :func:`simulate_scene` (settings from ``data.sim``, as the detector's
+recipe: see :func:`~.simulator.simulator_kwargs`), each voxelised once to an occupancy grid.
 Augmentation: random flip and 90-degree rotations about the sensor (exact on the square grid).
 After training: reconstruction metrics and a BEV picture on the held-out KITTI frame, and the
 backbone exported alone to ``backbone.safetensors`` for a detector.
@@ -20,7 +21,7 @@ from maskworks.core.training.task import StepContext, Task
 
 from .io import read_kitti_bin, read_nuscenes_bin
 from .rmae import RMAE, augment_bev, occupancy_loss, sector_mask_occupied, visible_grid
-from .simulator import simulate_scene
+from .simulator import recipe_sim, simulate_scene, simulator_kwargs
 from .voxel import VoxelGrid
 
 
@@ -34,13 +35,13 @@ class OccupancyScans(Dataset):
     """Occupancy grids ``{"occ": uint8 [nz, ny, nx]}`` of real and simulated scans, voxelised once."""
 
     def __init__(self, grid: VoxelGrid, kitti_frames: list[str], nuscenes: bool = True, simulated: int = 0,
-                 sim_azimuth_step: float = 0.35, repeat: int = 1) -> None:
+                 sim: dict | None = None, repeat: int = 1) -> None:
         from maskworks.data import data_path
 
         scans = [kitti_scan(f) for f in kitti_frames]
         if nuscenes:
             scans += [read_nuscenes_bin(p) for p in sorted(data_path("3d", "nuscenes").glob("*.pcd.bin"))]
-        scans += [simulate_scene(1000 + s, azimuth_step_deg=sim_azimuth_step)[0] for s in range(simulated)]
+        scans += [simulate_scene(1000 + s, **simulator_kwargs(sim, 1000 + s))[0] for s in range(simulated)]
         if not scans:
             raise ValueError("no scans selected: set data.kitti_frames, data.nuscenes or data.simulated")
         self.occ = torch.stack([torch.from_numpy(grid.occupancy(s).astype(np.uint8)) for s in scans])
@@ -77,7 +78,7 @@ class RMAETask(Task):
         holdout = set(d.get("holdout", ["000002"]))
         frames = [f for f in d.get("kitti_frames", ["000000", "000001", "000002"]) if f not in holdout]
         return OccupancyScans(self.grid(), frames, bool(d.get("nuscenes", True)), int(d.get("simulated", 0)),
-                              float(d.get("sim_azimuth_step", 0.35)), int(d.get("repeat", 1)))
+                              recipe_sim(d), int(d.get("repeat", 1)))
 
     def training_step(self, model, batch, ctx: StepContext):
         raw = _raw(model)

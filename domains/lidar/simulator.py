@@ -317,3 +317,41 @@ def simulate_scene(seed: int, *, azimuth_step_deg: float = 0.35, elevations_deg:
         pts = pts[rng.random(len(pts)) >= p_drop]
     boxes = scene.objects.astype(np.float32) if len(scene.objects) else np.zeros((0, 7), np.float32)
     return pts, boxes, list(scene.object_kind)
+
+
+# ----------------------------------------------------------------------------- recipes
+def recipe_sim(data_cfg: dict | None) -> dict:
+    """A recipe's ``data.sim`` block (the first recipes' ``data.sim_azimuth_step`` read as its azimuth step)."""
+    d = data_cfg or {}
+    sim = dict(d.get("sim") or {})
+    if "sim_azimuth_step" in d:
+        sim.setdefault("azimuth_step", float(d["sim_azimuth_step"]))
+    return sim
+
+
+def simulator_kwargs(sim: dict | None, seed: int) -> dict:
+    """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
+
+    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform`` or ``hdl64e``), ``car_cabins``, ``traffic``,
+    ``kerb_walls``, ``object_dropout`` and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres,
+    or [lo, hi] drawn per scene from the seed, so a scene is the same in every run). Used by both the
+    detector's and R-MAE's recipes."""
+    sim = dict(sim or {})
+    unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "traffic", "kerb_walls", "object_dropout",
+                          "glass_dropout", "sensor_height"}
+    if unknown:
+        raise ValueError(f"data.sim: unknown keys {sorted(unknown)}")
+    beams = sim.get("beams", "uniform")
+    if beams not in ("uniform", "hdl64e"):
+        raise ValueError(f"data.sim.beams must be 'uniform' or 'hdl64e', not {beams!r}")
+    h = sim.get("sensor_height", 1.73)
+    if isinstance(h, (list, tuple)):
+        h = float(np.random.default_rng([seed, 17]).uniform(*h))
+    kw = {"azimuth_step_deg": float(sim.get("azimuth_step", 0.35)), "sensor_height": float(h),
+          "car_cabins": bool(sim.get("car_cabins", False)), "traffic": bool(sim.get("traffic", False)),
+          "kerb_walls": bool(sim.get("kerb_walls", False)),
+          "object_dropout": tuple(sim.get("object_dropout", (0.0, 0.0))),
+          "glass_dropout": tuple(sim.get("glass_dropout", (0.0, 0.0)))}
+    if beams == "hdl64e":
+        kw["elevations_deg"] = hdl64e_elevations()
+    return kw

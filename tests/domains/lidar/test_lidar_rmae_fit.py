@@ -30,3 +30,21 @@ def test_rmae_smoke_fit_exports_backbone_and_metrics(tmp_path: Path) -> None:
     assert meta["widths"] == [4, 8, 8] and meta["grid"]["voxel_size"] == 0.4
     feats = bb(torch.zeros(1, 10, 40, 40))
     assert [f.shape[-1] for f in feats] == [40, 20, 10]
+
+
+def test_rmae_scans_follow_the_recipe_sim_block_and_read_the_old_key_unchanged() -> None:
+    import numpy as np
+
+    from maskworks.domains.lidar.rmae_task import OccupancyScans
+    from maskworks.domains.lidar.simulator import hdl64e_elevations, simulate_scene
+    from maskworks.domains.lidar.voxel import VoxelGrid
+
+    grid = VoxelGrid()
+    old = OccupancyScans(grid, [], nuscenes=False, simulated=1, sim={"azimuth_step": 1.0})
+    direct = grid.occupancy(simulate_scene(1000, azimuth_step_deg=1.0)[0]).astype(np.uint8)
+    np.testing.assert_array_equal(old.occ[0].numpy(), direct)
+    new = OccupancyScans(grid, [], nuscenes=False, simulated=1, sim={"azimuth_step": 1.0, "beams": "hdl64e",
+                                                                      "traffic": True, "kerb_walls": True})
+    kerb = simulate_scene(1000, azimuth_step_deg=1.0, elevations_deg=hdl64e_elevations(), traffic=True, kerb_walls=True)
+    np.testing.assert_array_equal(new.occ[0].numpy(), grid.occupancy(kerb[0]).astype(np.uint8))
+    assert not np.array_equal(new.occ[0].numpy(), direct)
