@@ -293,6 +293,29 @@ def restrict_to_fov(det: FrameBoxes, calib: KittiCalib) -> FrameBoxes:
     return FrameBoxes(boxes, [c for c, k in zip(det.classes, keep) if k], det.scores[keep], h, name=det.name)
 
 
+def sim_settings_from(path: str | Path) -> dict:
+    """The ``data.sim`` block of a recipe / run ``config.yaml`` or of a detector's safetensors metadata."""
+    from .detector import recipe_sim
+
+    path = Path(path)
+    if not path.is_file():
+        raise LidarDataError(path, "no such file", "give a recipe .yaml, a run's config.yaml or a detector .safetensors")
+    if path.suffix == ".safetensors":
+        from maskworks.core.training.checkpoint import weights_metadata
+
+        data = weights_metadata(path).get("data")
+    else:
+        from maskworks.core.training.config import RecipeError, load_recipe
+
+        try:
+            data = load_recipe(path).get("data")
+        except RecipeError as e:
+            raise LidarDataError(path, str(e), "give a recipe .yaml with a data.sim block") from None
+    if not isinstance(data, dict):
+        raise LidarDataError(path, "no data section", "give a detector recipe / config with data.sim")
+    return recipe_sim(data)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``maskworks eval lidar/detection``: run the detector (or read ``--pred`` label files) and report AP_R40."""
     p = argparse.ArgumentParser(prog="maskworks eval lidar/detection",
@@ -307,12 +330,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--simulated", type=int, default=0, metavar="N",
                    help="also report AP on N held-out simulated scenes (seeds 9000...), simulated with the settings "
                         "the detector was trained with (a sanity check of the model, not a KITTI number)")
+    p.add_argument("--sim-from", metavar="FILE",
+                   help="with --simulated: simulate the scenes with the data.sim settings of this recipe / run config "
+                        "(.yaml) or detector (.safetensors) instead of the evaluated detector's own, so that detectors "
+                        "trained on different simulator settings are compared on the same scenes")
     p.add_argument("--tta", action="store_true", help="average each scan with its left-right mirror (twice the time)")
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     if a.simulated and a.pred:
         p.error("--simulated runs the detector; it cannot be combined with --pred")
+    if a.sim_from and not a.simulated:
+        p.error("--sim-from sets the settings of --simulated N scenes; give --simulated too")
     try:
+        sim_settings = sim_settings_from(a.sim_from) if a.sim_from else None
         root = kitti_dirs(a.data)
         frames = a.frames or sorted(q.stem for q in (root / "label_2").glob("*.txt"))
         if not frames:
@@ -348,11 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.simulated:
         from .detector import evaluate_on_simulated, recipe_sim
 
-        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=recipe_sim(det.cfg.get("data")),
-                                    tta=a.tta)
-        print(f"\nheld-out simulated scenes ({a.simulated}, the detector's training settings; all difficulty levels alike):")
+        settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
+        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings, tta=a.tta)
+        whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"
+        print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; all difficulty levels alike):")
         print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
-        out["simulated"] = sim
+        out["simulated"] = {"settings": settings, "settings_from": a.sim_from or "the detector", **sim}
     if a.json:
         Path(a.json).write_text(json.dumps(json_safe(out), indent=2))
     return 0
