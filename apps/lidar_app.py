@@ -3,8 +3,10 @@
 Upload a KITTI ``.bin``, nuScenes ``.pcd.bin``, ``.pcd``, ``.ply`` or ``.npy`` (read here, not by
 Gradio, so a bad file gets a message naming it), or pick a shipped KITTI / nuScenes scan. Shows an
 interactive Plotly 3-D view (points subsampled for speed, boxes coloured by class), a bird's-eye
-image, a detection table, a score-threshold slider and KITTI-label / JSON downloads. The model sees
-x, y in [-40, 40) m and z in [-3, 1) m around the sensor (metres, x forward, y left, z up).
+image, a detection table, a score-threshold slider and KITTI-label / JSON downloads, and the R-MAE view
+of the same scan: 80 % of its occupied voxels hidden in 1-degree sectors and reconstructed by the shipped
+R-MAE (what the backbone learned before any label). The models see x, y in [-40, 40) m and z in
+[-3, 1) m around the sensor (metres, x forward, y left, z up).
 """
 from __future__ import annotations
 
@@ -29,6 +31,36 @@ def detector():
     from maskworks.domains.lidar.detector import LidarDetector
 
     return LidarDetector.load()
+
+
+@lru_cache(maxsize=1)
+def rmae():
+    """The shipped whole R-MAE (backbone + occupancy decoder) and its probability threshold, loaded once."""
+    from maskworks.core.training.task import load_trained
+    from maskworks.data import data_path
+
+    _, model = load_trained(data_path("weights", "lidar-rmae.safetensors"))
+    threshold = float(json.loads(data_path("weights", "lidar-rmae.json").read_text()).get("threshold", 0.5))
+    return model, threshold
+
+
+def rmae_view(pts: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(three-panel R-MAE image or None, a line of text) for a scan: one seeded 80 % sector mask."""
+    import torch
+
+    from maskworks.domains.lidar.rmae_eval import evaluate_scan, reconstruction_view
+
+    model, threshold = rmae()
+    if int(model.voxel_grid.occupancy(pts).sum()) < 100:
+        return None, "R-MAE view: fewer than 100 occupied voxels in the grid, nothing to reconstruct."
+    with torch.no_grad():
+        res = evaluate_scan(model, pts, seed=0, thresholds={"shipped": threshold})
+    m, base = res["model"]["threshold shipped"], res["baselines"]["copy nearest kept sector"]
+    text = (f"R-MAE view: {res['masked_voxels']:,} of {res['occupied_voxels']:,} occupied voxels hidden in 1° sectors "
+            f"(left: what the model sees); the reconstruction of the hidden sectors (middle: green hit, red false alarm, "
+            f"blue missed) has IoU **{m['iou']:.2f}** with the scan (right; copying the nearest kept sector: "
+            f"{base['iou']:.2f}).")
+    return reconstruction_view(res, threshold), text
 
 
 def shipped_init() -> str:
@@ -167,8 +199,9 @@ def figure(pts: np.ndarray, det, max_points: int = PLOT_POINTS):
 _CACHE: dict[tuple, tuple] = {}
 
 
-def analyse_file(path: str | Path) -> tuple[np.ndarray, object, list[str], float]:
-    """(points, detections at score >= 0.05, notes, seconds) for a file; cached on path/size/mtime."""
+def analyse_file(path: str | Path) -> tuple[np.ndarray, object, list[str], float, tuple]:
+    """(points, detections at score >= 0.05, notes, seconds, (R-MAE image, text)) for a file; cached on
+    path/size/mtime."""
     p = Path(path)
     key = (str(p), p.stat().st_size, p.stat().st_mtime)
     if key in _CACHE:
@@ -188,8 +221,8 @@ def analyse_file(path: str | Path) -> tuple[np.ndarray, object, list[str], float
     det = detector().predict(pts, score_threshold=0.05)
     dt = time.perf_counter() - t
     _CACHE.clear()
-    _CACHE[key] = (pts, det, notes, dt)
-    return pts, det, notes, dt
+    _CACHE[key] = (pts, det, notes, dt, rmae_view(pts))
+    return _CACHE[key]
 
 
 def run(path: str | None, threshold: float):
@@ -203,7 +236,7 @@ def run(path: str | None, threshold: float):
         raise gr.Error("Upload a scan (.bin, .pcd.bin, .pcd, .ply, .npy) or pick a shipped example.")
     name = Path(path).name
     try:
-        pts, det_all, notes, dt = analyse_file(path)
+        pts, det_all, notes, dt, (rmae_img, rmae_text) = analyse_file(path)
     except (ValueError, OSError) as e:
         msg = str(e)
         msg = msg[len(name) + 2:] if msg.startswith(f"{name}: ") else msg
@@ -222,7 +255,8 @@ def run(path: str | None, threshold: float):
         info += "\n\n" + "\n\n".join(f"⚠ {n}" for n in notes)
     info += ("\n\nTrained on simulated scenes with pasted real objects and 2 labelled KITTI frames: a small demo model, "
              "not a benchmark detector (see docs/3d/detection.md).")
-    return figure(pts, det), bev_image(pts, det), rows, info, [str(out / f"{stem}.txt"), str(out / f"{stem}.json")]
+    return (figure(pts, det), bev_image(pts, det), rows, info, [str(out / f"{stem}.txt"), str(out / f"{stem}.json")],
+            rmae_img, rmae_text)
 
 
 def build_tab() -> None:
@@ -253,7 +287,10 @@ def build_tab() -> None:
             plot = gr.Plot(label="3-D view (drag to rotate)", elem_id="lidar-plot")
             table = gr.Dataframe(headers=COLUMNS, label="detections (LiDAR frame, metres, radians)", elem_id="lidar-table",
                                  interactive=False)
-    outputs = [plot, bev, table, info, files]
+            rmae_img = gr.Image(label="R-MAE view (x up, sensor at the centre): input | reconstruction | scan",
+                                elem_id="lidar-rmae")
+            rmae_text = gr.Markdown(elem_id="lidar-rmae-info")
+    outputs = [plot, bev, table, info, files, rmae_img, rmae_text]
 
     def from_example(name):
         if name not in ex:

@@ -123,6 +123,31 @@ def save_bev_picture(res: dict, grid: VoxelGrid, path: Path, threshold: float) -
     plt.close(fig)
 
 
+def reconstruction_view(res: dict, threshold: float, scale: int = 2) -> np.ndarray:
+    """:func:`evaluate_scan`'s result as one RGB image ``[H, 3 W, 3]`` uint8 of three bird's-eye panels, x up,
+    y left, sensor at the centre (as the detection tab's BEV): the kept sectors (the model's only input),
+    the masked sectors with the model's occupancy at ``p > threshold`` (green hit, red false alarm, blue
+    missed, grey kept), and the whole true scan. For showing what R-MAE learned on a user's own scan."""
+    a = res["_arrays"]
+    occ, vis, region = a["occ"].any(0), a["vis"].any(0), a["region"][0]
+    pred = ((a["prob"] > threshold) & a["region"]).any(0)
+    truth_m = occ & region & ~vis
+    white = np.ones((*occ.shape, 3))
+    left, right = white.copy(), white.copy()
+    left[vis], right[occ] = 0.0, 0.0
+    mid = white.copy()
+    mid[region & ~pred & ~truth_m] = (0.93, 0.93, 0.97)  # the hidden sectors, empty and predicted empty
+    mid[vis] = (0.6, 0.6, 0.6)
+    mid[pred & truth_m] = (0.1, 0.7, 0.1)
+    mid[pred & ~truth_m & region] = (0.9, 0.3, 0.3)
+    mid[~pred & truth_m] = (0.2, 0.3, 0.9)
+    panels = [np.transpose(x, (1, 0, 2))[::-1, ::-1] for x in (left, mid, right)]  # [y, x] -> rows x (up), cols y (left)
+    gap = np.full((panels[0].shape[0], 4, 3), 0.35)
+    img = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], 1)
+    img = img.repeat(scale, 0).repeat(scale, 1)
+    return (img * 255).astype(np.uint8)
+
+
 def evaluate_frames(model: RMAE, eval_points: np.ndarray, calib_points: np.ndarray | None, repeats: int = 3,
                     picture: Path | None = None) -> dict:
     """Mean metrics over ``repeats`` seeded masks; thresholds 0.5 and (if given) calibrated on another scan."""

@@ -7,6 +7,15 @@ pytestmark = pytest.mark.browser
 TAB = "3D detection (LiDAR)"
 
 
+def _expected_rmae_line() -> str:
+    """The R-MAE view's sentence for the default example, as the Python side computes it."""
+    from maskworks.apps import lidar_app
+    from maskworks.data import data_path
+
+    pts, _ = lidar_app.read_cloud(data_path("3d", "kitti", "training", "velodyne", "000002.bin"))
+    return lidar_app.rmae_view(pts)[1].replace("**", "")
+
+
 def _expected_count() -> int:
     """What the Python predictor finds in the default example (held-out KITTI 000002) at the default threshold."""
     from maskworks.data import data_path
@@ -36,6 +45,8 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
         assert int(grid.get_attribute("aria-rowcount")) == want + 1
         first = page.locator('#lidar-table [role=row][aria-rowindex="2"]').inner_text()
         assert first.split()[0] in ("Car", "Pedestrian", "Cyclist")
+    page.locator("#lidar-rmae img").wait_for()  # the R-MAE view: kept sectors | reconstruction | scan
+    assert page.locator("#lidar-rmae-info").inner_text().strip() == _expected_rmae_line()
     screenshot(page, "demo_lidar", docs="3d/detection_app.png")
 
     bad = tmp_path / "broken.bin"
@@ -74,7 +85,7 @@ def test_reader_handles_ply_pcd_npy_and_warns_about_units_and_axes(tmp_path):
         lidar_app.read_cloud(tmp_path / "scan.las")
     big = np.c_[rng.uniform(-30, 30, (lidar_app.MAX_POINTS + 10, 2)), np.zeros(lidar_app.MAX_POINTS + 10)].astype(np.float32)
     np.save(tmp_path / "big.npy", big)
-    pts, det, notes, _ = lidar_app.analyse_file(tmp_path / "big.npy")
+    pts, det, notes, _, _ = lidar_app.analyse_file(tmp_path / "big.npy")
     assert len(pts) == lidar_app.MAX_POINTS and any("subsampled" in n for n in notes)
     ego = [n for n in notes if "ego vehicle" in n]
     near = int((np.hypot(pts[:, 0], pts[:, 1]) <= 2.0).sum())
