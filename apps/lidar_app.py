@@ -211,9 +211,9 @@ def analyse_file(path: str | Path) -> tuple[np.ndarray, object, list[str], float
         notes.append(f"{len(pts):,} points: randomly subsampled to {MAX_POINTS:,} (the cap) before detection.")
         pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), MAX_POINTS, replace=False))]
     notes += sanity_notes(pts)
-    from maskworks.domains.lidar.detector import EGO_RADIUS
+    from maskworks.domains.lidar.detector import EGO_RADIUS, drop_ego_returns
 
-    ego = int((np.hypot(pts[:, 0], pts[:, 1]) <= EGO_RADIUS).sum())
+    ego = len(pts) - len(drop_ego_returns(pts))
     if ego:
         notes.append(f"{ego:,} returns within {EGO_RADIUS:g} m of the sensor (the ego vehicle's roof and body) are "
                      "ignored by the detector.")

@@ -30,7 +30,7 @@ from maskworks.core.training.task import StepContext, Task
 from .boxes import count_points_in_boxes, points_in_rotated_box
 from .iou import nms_bev
 from .rmae import BEVBackbone, conv_bn
-from .simulator import recipe_sim, simulator_kwargs  # noqa: F401  (re-exported: recipes and tests use them here)
+from .simulator import recipe_sim, simulator_kwargs
 from .voxel import VoxelGrid
 
 CLASSES = ("Car", "Pedestrian", "Cyclist")

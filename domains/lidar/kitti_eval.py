@@ -295,7 +295,7 @@ def restrict_to_fov(det: FrameBoxes, calib: KittiCalib) -> FrameBoxes:
 
 def sim_settings_from(path: str | Path) -> dict:
     """The ``data.sim`` block of a recipe / run ``config.yaml`` or of a detector's safetensors metadata."""
-    from .detector import recipe_sim
+    from .simulator import recipe_sim
 
     path = Path(path)
     if not path.is_file():
@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "tta": bool(a.tta),
            "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
     if a.simulated:
-        from .detector import evaluate_on_simulated, recipe_sim
+        from .detector import evaluate_on_simulated
+        from .simulator import recipe_sim
 
         settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
         sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings, tta=a.tta)

@@ -91,6 +91,25 @@ def best_threshold(model: RMAE, points: np.ndarray, seed: int = 1) -> float:
     return float(grid[int(np.argmax([prf(prob > t, truth)["iou"] for t in grid]))])
 
 
+def masked_sector_rgb(res: dict, threshold: float, hidden_shade: tuple[float, float, float] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BEV ``[ny, nx]`` true and kept occupancy, and an RGB map of :func:`evaluate_scan`'s result at
+    ``p > threshold``: kept grey, hits green, false alarms red, misses blue (the rest of the hidden
+    sectors ``hidden_shade``, else white)."""
+    a = res["_arrays"]
+    occ, vis, region = a["occ"].any(0), a["vis"].any(0), a["region"][0]
+    pred = ((a["prob"] > threshold) & a["region"]).any(0)
+    truth_m = occ & region & ~vis
+    rgb = np.ones((*occ.shape, 3))
+    if hidden_shade is not None:
+        rgb[region & ~pred & ~truth_m] = hidden_shade
+    rgb[vis] = (0.6, 0.6, 0.6)
+    rgb[pred & truth_m] = (0.1, 0.7, 0.1)
+    rgb[pred & ~truth_m & region] = (0.9, 0.3, 0.3)
+    rgb[~pred & truth_m] = (0.2, 0.3, 0.9)
+    return occ, vis, rgb
+
+
 def save_bev_picture(res: dict, grid: VoxelGrid, path: Path, threshold: float) -> None:
     """BEV panels: kept sectors (input), prediction in masked sectors (TP/FP/FN), full true scan."""
     import matplotlib
@@ -98,16 +117,8 @@ def save_bev_picture(res: dict, grid: VoxelGrid, path: Path, threshold: float) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    a = res["_arrays"]
-    occ, vis, region = a["occ"].any(0), a["vis"].any(0), a["region"][0]
-    pred = ((a["prob"] > threshold) & a["region"]).any(0)
-    truth_m = occ & region & ~vis
+    occ, vis, rgb = masked_sector_rgb(res, threshold)
     ext = (*grid.x_range, *grid.y_range)
-    rgb = np.ones((*occ.shape, 3))
-    rgb[vis] = (0.6, 0.6, 0.6)
-    rgb[pred & truth_m] = (0.1, 0.7, 0.1)
-    rgb[pred & ~truth_m & region] = (0.9, 0.3, 0.3)
-    rgb[~pred & truth_m] = (0.2, 0.3, 0.9)
     fig, ax = plt.subplots(1, 3, figsize=(15, 5))
     ax[0].imshow(np.where(vis, 0.0, 1.0), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
     ax[0].set_title(f"input: kept sectors ({100 * (1 - res['realised_ratio']):.0f} % of occupied voxels)")
@@ -128,19 +139,9 @@ def reconstruction_view(res: dict, threshold: float, scale: int = 2) -> np.ndarr
     y left, sensor at the centre (as the detection tab's BEV): the kept sectors (the model's only input),
     the masked sectors with the model's occupancy at ``p > threshold`` (green hit, red false alarm, blue
     missed, grey kept), and the whole true scan. For showing what R-MAE learned on a user's own scan."""
-    a = res["_arrays"]
-    occ, vis, region = a["occ"].any(0), a["vis"].any(0), a["region"][0]
-    pred = ((a["prob"] > threshold) & a["region"]).any(0)
-    truth_m = occ & region & ~vis
-    white = np.ones((*occ.shape, 3))
-    left, right = white.copy(), white.copy()
+    occ, vis, mid = masked_sector_rgb(res, threshold, hidden_shade=(0.93, 0.93, 0.97))
+    left, right = np.ones_like(mid), np.ones_like(mid)
     left[vis], right[occ] = 0.0, 0.0
-    mid = white.copy()
-    mid[region & ~pred & ~truth_m] = (0.93, 0.93, 0.97)  # the hidden sectors, empty and predicted empty
-    mid[vis] = (0.6, 0.6, 0.6)
-    mid[pred & truth_m] = (0.1, 0.7, 0.1)
-    mid[pred & ~truth_m & region] = (0.9, 0.3, 0.3)
-    mid[~pred & truth_m] = (0.2, 0.3, 0.9)
     panels = [np.transpose(x, (1, 0, 2))[::-1, ::-1] for x in (left, mid, right)]  # [y, x] -> rows x (up), cols y (left)
     gap = np.full((panels[0].shape[0], 4, 3), 0.35)
     img = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], 1)

@@ -148,25 +148,29 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
         others = np.array([[a, b, 0, c + 0.3, d + 0.3, 1, e] for a, b, c, d, e in rects])
         return bool((bev_intersection(cand, others) <= 0).all())
 
+    def add(kind: str, x: float, y: float, l: float, w: float, h: float, yaw: float, rect: bool = True,
+            circle: bool = True) -> None:
+        """Record a box standing on the ground (and its rectangle / enclosing circle for later overlap checks)."""
+        if rect:
+            rects.append([x, y, l, w, yaw])
+        if circle:
+            placed.append((x, y, 0.5 * float(np.hypot(l, w)) + 0.2))
+        boxes.append([x, y, ground_z + h / 2, l, w, h, yaw])
+        kinds.append(kind)
+
     def place(kind: str, count: int, xy_fn, size_fn, yaw_fn) -> None:
         for _ in range(count):
             for _ in range(30):  # rejection sampling
                 x, y = xy_fn()
                 l, w, h = size_fn()
-                r = 0.5 * float(np.hypot(l, w)) + 0.2
                 if traffic and kind != "building":
                     yaw = yaw_fn()
                     if rect_free(x, y, l, w, yaw):
-                        rects.append([x, y, l, w, yaw])
-                        placed.append((x, y, r))
-                        boxes.append([x, y, ground_z + h / 2, l, w, h, yaw])
-                        kinds.append(kind)
+                        add(kind, x, y, l, w, h, yaw)
                         break
                     continue
-                if free(x, y, r):
-                    placed.append((x, y, r))
-                    boxes.append([x, y, ground_z + h / 2, l, w, h, yaw_fn()])
-                    kinds.append(kind)
+                if free(x, y, 0.5 * float(np.hypot(l, w)) + 0.2):
+                    add(kind, x, y, l, w, h, yaw_fn(), rect=False)
                     break
 
     def n(rng_pair: tuple[int, int]) -> int:
@@ -179,7 +183,7 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
     road = lambda: (float(rng.uniform(-extent, extent)), float(rng.choice([-1, 1]) * rng.uniform(1.5, 8.0)))
     cars = n(num_cars)
     if kerb_walls:
-        cars -= park_along_walls(rng, extent, ground_z, size("Car"), rect_free, rects, placed, boxes, kinds, cars)
+        cars -= park_along_walls(rng, extent, size("Car"), rect_free, add, cars)
     place("Car", cars, road, size("Car"), lambda: float(rng.choice([0, np.pi]) + rng.normal(0, 0.15)))
     walk = lambda: (float(rng.uniform(-30, 30)), float(rng.choice([-1, 1]) * rng.uniform(6.0, 11.0)))
     place("Pedestrian", n(num_pedestrians), walk, size("Pedestrian"), lambda: float(rng.uniform(-np.pi, np.pi)))
@@ -227,12 +231,11 @@ def random_scene(seed: int, num_cars: tuple[int, int] = (6, 14), num_pedestrians
                  [kinds[i] for i in own], np.asarray(prim_obj, np.int64))
 
 
-def park_along_walls(rng: np.random.Generator, extent: float, ground_z: float, car_size, rect_free, rects: list,
-                     placed: list, boxes: list, kinds: list, max_cars: int) -> int:
+def park_along_walls(rng: np.random.Generator, extent: float, car_size, rect_free, add, max_cars: int) -> int:
     """:func:`random_scene`'s kerbside rows: on each road side with probability 0.6, one to three wall /
     fence / hedge segments parallel to the road (|y| 3.5-7 m, 8-40 m long, 0.1-0.5 m thick, 0.5-2.5 m
-    high) and cars parked bumper to bumper along their road face, 0.1-1.0 m from it. Appends to the
-    caller's lists; returns how many cars it parked (at most ``max_cars``)."""
+    high) and cars parked bumper to bumper along their road face, 0.1-1.0 m from it, recorded through the
+    caller's ``add``; returns how many cars it parked (at most ``max_cars``)."""
     parked = 0
     for side in (-1.0, 1.0):
         if rng.random() >= 0.6:
@@ -244,9 +247,7 @@ def park_along_walls(rng: np.random.Generator, extent: float, ground_z: float, c
             wall = [x0 + length / 2, y_face + side * thick / 2, length, thick, 0.0]
             if not rect_free(*wall):
                 continue
-            rects.append(wall)  # not in ``placed``: its enclosing circle would clear whole blocks of trees
-            boxes.append([wall[0], wall[1], ground_z + height / 2, length, thick, height, 0.0])
-            kinds.append("wall")
+            add("wall", *wall[:4], height, 0.0, circle=False)  # a circle round a long wall would clear blocks of trees
             x = x0 + float(rng.uniform(0.0, 3.0))
             while parked < max_cars:
                 l, w, h = car_size()
@@ -256,10 +257,7 @@ def park_along_walls(rng: np.random.Generator, extent: float, ground_z: float, c
                 car = [x + l / 2, y_face - side * (gap + w / 2), l, w, float(rng.choice([0, np.pi]) + rng.normal(0, 0.03))]
                 # rect_free keeps 0.3 m between rectangles, but a parked car may stand closer to its wall
                 if rect_free(*car) or gap < 0.3 and rect_free(car[0], car[1] - side * 0.3, l, w, car[4]):
-                    rects.append(car)
-                    placed.append((car[0], car[1], 0.5 * float(np.hypot(l, w)) + 0.2))
-                    boxes.append([car[0], car[1], ground_z + h / 2, l, w, h, car[4]])
-                    kinds.append("Car")
+                    add("Car", car[0], car[1], l, w, h, car[4])
                     parked += 1
                 x += l + float(rng.uniform(0.5, 4.0))
     return parked

@@ -159,7 +159,7 @@ def test_far_pasting_moves_objects_out_and_stands_them_on_the_scan_road():
 
 
 def test_simulator_settings_are_checked_and_fixed_per_scene():
-    from maskworks.domains.lidar.detector import simulator_kwargs
+    from maskworks.domains.lidar.simulator import simulator_kwargs
 
     sim = {"sensor_height": [1.6, 2.0], "beams": "hdl64e"}
     a, b = simulator_kwargs(sim, 5000), simulator_kwargs(sim, 5001)
