@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from maskworks.core.training.task import StepContext, Task
 
 from .boxes import count_points_in_boxes, points_in_rotated_box
+from .ground import settle_on_ground
 from .iou import nms_bev
 from .rmae import BEVBackbone, conv_bn
 from .simulator import recipe_sim, simulator_kwargs
@@ -469,7 +470,8 @@ class DetectorTask(Task):
                 for k, v in res.items() if isinstance(v, dict) and "strict" in v}
 
 
-def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = False) -> dict:
+def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = False,
+                      settle: bool = True) -> dict:
     """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI)."""
     from maskworks.data import data_path
 
@@ -487,14 +489,15 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
         dets = []
         for f, calib in zip(frames, calibs):
             r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=score_threshold,
-                            tta=tta)
+                            tta=tta, settle=settle)
             dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
         out[name] = {"frames": frames, **evaluate(gts, dets), "labels": label_matches(gts, dets)}
     return out
 
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
-                          score_threshold: float = 0.05, sim: dict | None = None, tta: bool = False) -> dict:
+                          score_threshold: float = 0.05, sim: dict | None = None, tta: bool = False,
+                          settle: bool = True) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
     ``data.sim`` settings ``sim``. A sanity check, not KITTI."""
@@ -508,7 +511,7 @@ def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int
         inside = (np.abs(boxes[:, 0]) < 40) & (np.abs(boxes[:, 1]) < 40) if len(boxes) else vis
         keep = vis & inside
         gts.append(FrameBoxes(boxes[keep], [c for c, k in zip(cls, keep) if k], name=f"sim/{s}"))
-        r = det.predict(pts, score_threshold=score_threshold, tta=tta)
+        r = det.predict(pts, score_threshold=score_threshold, tta=tta, settle=settle)
         dets.append(FrameBoxes(r.boxes, r.classes, r.scores, name=f"sim/{s}"))
     return {"scenes": [f"sim/{s}" for s in range(first_seed, first_seed + scenes)], **evaluate(gts, dets)}
 
@@ -558,14 +561,18 @@ class LidarDetector:
 
     @torch.no_grad()
     def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
-                tta: bool = False, ego_radius: float = EGO_RADIUS) -> Detections:
+                tta: bool = False, ego_radius: float = EGO_RADIUS, settle: bool = True) -> Detections:
         """Detections of one scan (LiDAR frame, metres; only the grid's x/y/z range is seen). Returns within
         ``ego_radius`` of the sensor are the ego vehicle and are dropped (:func:`drop_ego_returns`; 0 keeps
-        them); ``tta`` averages the scan and its mirror image (:func:`flip_tta`, twice the time)."""
+        them); ``tta`` averages the scan and its mirror image (:func:`flip_tta`, twice the time); ``settle``
+        puts each box on the ground the scan shows around it (:func:`~.ground.settle_on_ground`)."""
         pts = drop_ego_returns(np.asarray(points)[:, :3], ego_radius)
         occ = torch.from_numpy(self.grid.occupancy(pts).astype(np.float32))[None]
         out = flip_tta(self.model, occ) if tta else self.model(occ)
-        return decode(out, self.grid, self.model.stride, top_k, score_threshold)[0]
+        det = decode(out, self.grid, self.model.stride, top_k, score_threshold)[0]
+        if settle and len(det):
+            det = Detections(settle_on_ground(pts, det.boxes), det.classes, det.scores)
+        return det
 
 
 def predict_main(argv: list[str] | None = None) -> int:
@@ -585,6 +592,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights")
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
     p.add_argument("--tta", action="store_true", help="average each scan with its left-right mirror (twice the time)")
+    p.add_argument("--no-settle", dest="settle", action="store_false",
+                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")
     a = p.parse_args(argv)
     from .io import LidarDataError
@@ -602,7 +611,7 @@ def predict_main(argv: list[str] | None = None) -> int:
             print(f"maskworks predict lidar/detection: {e}", file=sys.stderr)
             rc = 2
             continue
-        r = det.predict(pts, a.threshold, tta=a.tta)
+        r = det.predict(pts, a.threshold, tta=a.tta, settle=a.settle)
         stem = Path(f).name.split(".")[0]
         write_label(out / f"{stem}.txt", detections_to_objects(r.boxes, r.classes, r.scores, calib))
         (out / f"{stem}.json").write_text(json.dumps({"file": str(f), "num_points": len(pts), "threshold": a.threshold,
