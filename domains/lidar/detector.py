@@ -470,7 +470,7 @@ class DetectorTask(Task):
                 for k, v in res.items() if isinstance(v, dict) and "strict" in v}
 
 
-def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = False,
+def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = True,
                       settle: bool = True) -> dict:
     """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI)."""
     from maskworks.data import data_path
@@ -496,7 +496,7 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
 
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
-                          score_threshold: float = 0.05, sim: dict | None = None, tta: bool = False,
+                          score_threshold: float = 0.05, sim: dict | None = None, tta: bool = True,
                           settle: bool = True) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
@@ -561,10 +561,11 @@ class LidarDetector:
 
     @torch.no_grad()
     def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
-                tta: bool = False, ego_radius: float = EGO_RADIUS, settle: bool = True) -> Detections:
+                tta: bool = True, ego_radius: float = EGO_RADIUS, settle: bool = True) -> Detections:
         """Detections of one scan (LiDAR frame, metres; only the grid's x/y/z range is seen). Returns within
         ``ego_radius`` of the sensor are the ego vehicle and are dropped (:func:`drop_ego_returns`; 0 keeps
-        them); ``tta`` averages the scan and its mirror image (:func:`flip_tta`, twice the time); ``settle``
+        them); ``tta`` averages the scan and its mirror image (:func:`flip_tta`: twice the time, better boxes on
+        every run measured, docs/3d/detection.md); ``settle``
         puts each box on the ground the scan shows around it (:func:`~.ground.settle_on_ground`)."""
         pts = drop_ego_returns(np.asarray(points)[:, :3], ego_radius)
         occ = torch.from_numpy(self.grid.occupancy(pts).astype(np.float32))[None]
@@ -591,7 +592,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--weights")
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
-    p.add_argument("--tta", action="store_true", help="average each scan with its left-right mirror (twice the time)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
     p.add_argument("--no-settle", dest="settle", action="store_false",
                    help="keep the detector's box heights instead of standing each box on the ground seen around it")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")

@@ -29,9 +29,13 @@ def ground_under_boxes(points: np.ndarray, boxes: np.ndarray, ring: float = RING
     pts = np.asarray(points, dtype=np.float64)[:, :3]
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
     ground = np.full(len(boxes), np.nan)
+    if len(boxes) == 0 or len(pts) == 0:
+        return ground
+    pts = pts[np.argsort(pts[:, 0], kind="stable")]  # sorted by x once: each box reads a slice
     for i, b in enumerate(boxes):
         radius = ring + 0.5 * float(np.hypot(b[3], b[4]))
-        near = pts[(np.abs(pts[:, 0] - b[0]) < radius) & (np.abs(pts[:, 1] - b[1]) < radius)]
+        lo, hi = np.searchsorted(pts[:, 0], [b[0] - radius, b[0] + radius])
+        near = pts[lo:hi]
         near = near[np.hypot(near[:, 0] - b[0], near[:, 1] - b[1]) < radius]
         if len(near) < min_points:
             continue

@@ -208,8 +208,9 @@ def test_flip_tta_is_exactly_mirror_equivariant():
 
 def test_shipped_detector_puts_a_car_on_the_held_out_kitti_car():
     """KITTI 000002 is never trained on; its one Car (34.7 m, 67 points) must get a Car detection above the
-    app's default threshold, overlapping it in BEV, centred within 1 m. The shipped (R-MAE-pretrained) model
-    measures IoU 0.37, 0.46 m off; KITTI's AP needs IoU >= 0.5, which it does not reach (docs/3d/detection.md)."""
+    app's default threshold at KITTI's loose BEV IoU (0.5), centred within 1 m. The shipped (R-MAE-pretrained)
+    model, with the default mirror averaging, measures IoU 0.54, 0.33 m off (one pass: 0.37, 0.46 m); the
+    strict 0.7 it does not reach (docs/3d/detection.md)."""
     from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD, LidarDetector, kitti_frame
     from maskworks.domains.lidar.iou import bev_iou
 
@@ -218,7 +219,7 @@ def test_shipped_detector_puts_a_car_on_the_held_out_kitti_car():
     cars = np.array([c == "Car" for c in det.classes])
     assert cars.any()
     iou = bev_iou(scan.boxes[:1], det.boxes[cars])[0]
-    assert iou.max() > 0.3, iou
+    assert iou.max() >= 0.5, iou
     centre_offset = np.hypot(*(det.boxes[cars][iou.argmax(), :2] - scan.boxes[0, :2]))
     assert centre_offset < 1.0
 
