@@ -42,6 +42,15 @@ def hdl64e_elevations() -> np.ndarray:
     return np.concatenate([np.linspace(2.0, -8.33, 32), np.linspace(-8.83, -24.33, 32)])
 
 
+def hdl32e_elevations() -> np.ndarray:
+    """The Velodyne HDL-32E's beam layout (as in nuScenes): 32 lasers from +10.67 to -30.67 deg, 4/3 deg
+    apart (the shipped nuScenes sweep's rings: -30.61, -29.3, ..., 9.32, 10.66 deg)."""
+    return np.linspace(10.67, -30.67, 32)
+
+
+BEAM_LAYOUTS = {"uniform": hdl64_elevations, "hdl64e": hdl64e_elevations, "hdl32e": hdl32e_elevations}
+
+
 @dataclass
 class Scene:
     """Primitives of one scene (sensor frame, metres) and the labelled objects they make up."""
@@ -330,7 +339,8 @@ def recipe_sim(data_cfg: dict | None) -> dict:
 def simulator_kwargs(sim: dict | None, seed: int) -> dict:
     """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
 
-    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform`` or ``hdl64e``), ``car_cabins``, ``traffic``,
+    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform``, ``hdl64e`` or ``hdl32e``; or a list of them with a
+    list ``azimuth_step`` of the same length, one sensor drawn per scene from the seed), ``car_cabins``, ``traffic``,
     ``kerb_walls``, ``object_dropout`` and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres,
     or [lo, hi] drawn per scene from the seed, so a scene is the same in every run). Used by both the
     detector's and R-MAE's recipes."""
@@ -339,17 +349,23 @@ def simulator_kwargs(sim: dict | None, seed: int) -> dict:
                           "glass_dropout", "sensor_height"}
     if unknown:
         raise ValueError(f"data.sim: unknown keys {sorted(unknown)}")
-    beams = sim.get("beams", "uniform")
-    if beams not in ("uniform", "hdl64e"):
-        raise ValueError(f"data.sim.beams must be 'uniform' or 'hdl64e', not {beams!r}")
+    beams, step = sim.get("beams", "uniform"), sim.get("azimuth_step", 0.35)
+    if isinstance(beams, (list, tuple)):
+        if not isinstance(step, (list, tuple)) or len(step) != len(beams) or not beams:
+            raise ValueError(f"data.sim.beams is a list of sensors {list(beams)}: give azimuth_step as a list of "
+                             f"the same length (one step per sensor), not {step!r}")
+        i = int(np.random.default_rng([seed, 23]).integers(len(beams)))
+        beams, step = beams[i], step[i]
+    if beams not in BEAM_LAYOUTS:
+        raise ValueError(f"data.sim.beams must be one of {sorted(BEAM_LAYOUTS)} (or a list of them), not {beams!r}")
     h = sim.get("sensor_height", 1.73)
     if isinstance(h, (list, tuple)):
         h = float(np.random.default_rng([seed, 17]).uniform(*h))
-    kw = {"azimuth_step_deg": float(sim.get("azimuth_step", 0.35)), "sensor_height": float(h),
+    kw = {"azimuth_step_deg": float(step), "sensor_height": float(h),
           "car_cabins": bool(sim.get("car_cabins", False)), "traffic": bool(sim.get("traffic", False)),
           "kerb_walls": bool(sim.get("kerb_walls", False)),
           "object_dropout": tuple(sim.get("object_dropout", (0.0, 0.0))),
           "glass_dropout": tuple(sim.get("glass_dropout", (0.0, 0.0)))}
-    if beams == "hdl64e":
-        kw["elevations_deg"] = hdl64e_elevations()
+    if beams != "uniform":
+        kw["elevations_deg"] = BEAM_LAYOUTS[beams]()
     return kw

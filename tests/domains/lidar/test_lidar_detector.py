@@ -171,6 +171,34 @@ def test_simulator_settings_are_checked_and_fixed_per_scene():
         simulator_kwargs({"beams": "hdl32"}, 0)
 
 
+def test_a_list_of_sensors_draws_one_per_scene_with_its_own_azimuth_step():
+    import numpy as np
+
+    from maskworks.data import data_path
+    from maskworks.domains.lidar.simulator import hdl32e_elevations, simulate_scene, simulator_kwargs
+
+    sim = {"beams": ["hdl64e", "hdl64e", "hdl32e"], "azimuth_step": [0.18, 0.18, 0.33]}
+    picks = [simulator_kwargs(sim, s) for s in range(5000, 5060)]
+    n32 = sum(len(k["elevations_deg"]) == 32 for k in picks)
+    assert 10 <= n32 <= 30  # about a third of 60 scenes
+    for k in picks:  # each sensor keeps its own step
+        assert k["azimuth_step_deg"] == (0.33 if len(k["elevations_deg"]) == 32 else 0.18)
+    assert [len(k["elevations_deg"]) for k in picks] == [len(simulator_kwargs(sim, s)["elevations_deg"])
+                                                         for s in range(5000, 5060)]  # fixed per seed
+    with pytest.raises(ValueError, match="same length"):
+        simulator_kwargs({"beams": ["hdl64e", "hdl32e"], "azimuth_step": 0.2}, 0)
+    # the HDL-32E layout is the shipped nuScenes sweep's: its rings' median elevations, lowest and highest
+    sweep = np.fromfile(next(iter(sorted(data_path("3d", "nuscenes").glob("*.pcd.bin")))), np.float32).reshape(-1, 5)
+    r = np.hypot(sweep[:, 0], sweep[:, 1])
+    el = np.degrees(np.arctan2(sweep[:, 2], r))
+    for ring, want in ((0, -30.67), (31, 10.67), (16, hdl32e_elevations()[15])):
+        assert np.median(el[(sweep[:, 4] == ring) & (r > 3)]) == pytest.approx(want, abs=0.15)
+    # and a simulated HDL-32E scan has the sweep's size (~1,080 returns per ring at 0.33 deg, minus the sky)
+    k32 = next(k for k in picks if len(k["elevations_deg"]) == 32)
+    pts, _, _ = simulate_scene(0, **{**k32, "traffic": True})
+    assert 20_000 < len(pts) < 1.05 * 32 * 360 / 0.33
+
+
 @pytest.mark.parametrize("axis", ["y", "x"])
 def test_unflip_maps_mirrored_targets_back_onto_the_originals(axis):
     from maskworks.domains.lidar.detector import unflip
