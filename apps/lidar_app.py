@@ -39,7 +39,10 @@ def rmae():
     from maskworks.core.training.task import load_trained
     from maskworks.data import data_path
 
+    import torch
+
     _, model = load_trained(data_path("weights", "lidar-rmae.safetensors"))
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # evaluate_scan follows the model
     threshold = float(json.loads(data_path("weights", "lidar-rmae.json").read_text()).get("threshold", 0.5))
     return model, threshold
 
@@ -250,7 +253,7 @@ def run(path: str | None, threshold: float):
                                                   "detections": det.to_json()}, indent=2))
     counts = ", ".join(f"{det.classes.count(c)} {c}" for c in COLORS) or "none"
     info = (f"**{name}**: {len(pts):,} points, **{len(det)} detections** at score ≥ {float(threshold):.2f} ({counts}); "
-            f"detector {dt * 1000:.0f} ms on CPU.")
+            f"detector {dt * 1000:.0f} ms on {'GPU' if detector().device.type == 'cuda' else 'CPU'}.")
     if notes:
         info += "\n\n" + "\n\n".join(f"⚠ {n}" for n in notes)
     info += ("\n\nTrained on simulated scenes with pasted real objects and 2 labelled KITTI frames: a small demo model, "

@@ -536,14 +536,16 @@ def drop_ego_returns(points: np.ndarray, radius: float = EGO_RADIUS) -> np.ndarr
 class LidarDetector:
     """Inference wrapper: ``LidarDetector.load().predict(points [N, >=3]) -> Detections``."""
 
-    def __init__(self, model: BEVDetector, cfg: dict | None = None) -> None:
-        self.model, self.cfg = model.eval(), cfg or {}
+    def __init__(self, model: BEVDetector, cfg: dict | None = None, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model, self.cfg = model.to(self.device).eval(), cfg or {}
         self.grid = model.voxel_grid
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "LidarDetector":
+    def load(cls, path: str | Path | None = None, device: str | torch.device | None = None) -> "LidarDetector":
         """Rebuild from a ``maskworks train lidar/detector`` safetensors (default: the shipped weights),
-        without re-reading the R-MAE backbone named in the recipe."""
+        without re-reading the R-MAE backbone named in the recipe; on ``device`` (default: the GPU when
+        there is one)."""
         from maskworks.core.training.checkpoint import load_weights, weights_metadata
         from maskworks.data import data_path
 
@@ -557,7 +559,7 @@ class LidarDetector:
         m.pop("pretrained", None)
         model = BEVDetector(grid=m.pop("grid", None), **m)
         load_weights(path, model)
-        return cls(model, meta)
+        return cls(model, meta, device)
 
     @torch.no_grad()
     def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
@@ -568,8 +570,9 @@ class LidarDetector:
         on every run measured, docs/3d/detection.md); ``settle`` puts each box on the ground the scan shows
         around it (:func:`~.ground.settle_on_ground`)."""
         pts = drop_ego_returns(np.asarray(points)[:, :3], ego_radius)
-        occ = torch.from_numpy(self.grid.occupancy(pts).astype(np.float32))[None]
+        occ = torch.from_numpy(self.grid.occupancy(pts).astype(np.float32))[None].to(self.device)
         out = flip_tta(self.model, occ) if tta else self.model(occ)
+        out = {k: v.float().cpu() for k, v in out.items()}  # decoding (peaks, NMS) runs in numpy
         det = decode(out, self.grid, self.model.stride, top_k, score_threshold)[0]
         if settle and len(det):
             det = Detections(settle_on_ground(pts, det.boxes), det.classes, det.scores)
@@ -596,6 +599,7 @@ def predict_main(argv: list[str] | None = None) -> int:
                    help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
     p.add_argument("--no-settle", dest="settle", action="store_false",
                    help="keep the detector's box heights instead of standing each box on the ground seen around it")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")
     a = p.parse_args(argv)
     from .io import LidarDataError
@@ -603,7 +607,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    det = LidarDetector.load(a.weights)
+    det = LidarDetector.load(a.weights, a.device)
     calib = read_calib(a.calib) if a.calib else None
     rc = 0
     for f in a.files:

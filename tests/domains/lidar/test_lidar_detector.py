@@ -267,3 +267,27 @@ def test_ego_returns_are_dropped_and_no_object_is_reported_on_the_ego_vehicle():
     assert near(det.predict(sweep, 0.3, ego_radius=0.0)).any()  # the failure this guards against
     kept = det.predict(sweep, 0.3)
     assert not near(kept).any() and len(kept) > 0
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU")
+def test_detector_on_the_gpu_gives_the_cpu_detections():
+    from maskworks.domains.lidar.detector import LidarDetector, kitti_frame
+
+    scan = kitti_frame("000002")
+    cpu, gpu = LidarDetector.load(device="cpu"), LidarDetector.load(device="cuda")
+    assert gpu.device.type == "cuda" and next(gpu.model.parameters()).is_cuda
+    a, b = cpu.predict(scan.points, 0.3), gpu.predict(scan.points, 0.3)
+    assert a.classes == b.classes
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=2e-3)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+
+
+def test_detector_runs_where_it_is_told():
+    import torch
+
+    from maskworks.domains.lidar.detector import LidarDetector
+
+    det = LidarDetector.load(device="cpu")
+    assert det.device == torch.device("cpu") and not next(det.model.parameters()).is_cuda
+    auto = LidarDetector.load()
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
