@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from maskworks.core.training.task import StepContext, Task
 
 from .boxes import count_points_in_boxes, points_in_rotated_box
+from .car_fit import fit_cars
 from .ground import settle_on_ground
 from .iou import nms_bev
 from .rmae import BEVBackbone, conv_bn
@@ -471,7 +472,7 @@ class DetectorTask(Task):
 
 
 def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = True,
-                      settle: bool = True) -> dict:
+                      settle: bool = True, fit: bool = True) -> dict:
     """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI)."""
     from maskworks.data import data_path
 
@@ -489,7 +490,7 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
         dets = []
         for f, calib in zip(frames, calibs):
             r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=score_threshold,
-                            tta=tta, settle=settle)
+                            tta=tta, settle=settle, fit=fit)
             dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
         out[name] = {"frames": frames, **evaluate(gts, dets), "labels": label_matches(gts, dets)}
     return out
@@ -497,7 +498,7 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
                           score_threshold: float = 0.05, sim: dict | None = None, tta: bool = True,
-                          settle: bool = True) -> dict:
+                          settle: bool = True, fit: bool = True) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
     ``data.sim`` settings ``sim``. A sanity check, not KITTI."""
@@ -511,7 +512,7 @@ def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int
         inside = (np.abs(boxes[:, 0]) < 40) & (np.abs(boxes[:, 1]) < 40) if len(boxes) else vis
         keep = vis & inside
         gts.append(FrameBoxes(boxes[keep], [c for c, k in zip(cls, keep) if k], name=f"sim/{s}"))
-        r = det.predict(pts, score_threshold=score_threshold, tta=tta, settle=settle)
+        r = det.predict(pts, score_threshold=score_threshold, tta=tta, settle=settle, fit=fit)
         dets.append(FrameBoxes(r.boxes, r.classes, r.scores, name=f"sim/{s}"))
     return {"scenes": [f"sim/{s}" for s in range(first_seed, first_seed + scenes)], **evaluate(gts, dets)}
 
@@ -563,12 +564,13 @@ class LidarDetector:
 
     @torch.no_grad()
     def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
-                tta: bool = True, ego_radius: float = EGO_RADIUS, settle: bool = True) -> Detections:
+                tta: bool = True, ego_radius: float = EGO_RADIUS, settle: bool = True, fit: bool = True) -> Detections:
         """Detections of one scan (LiDAR frame, metres; only the grid's x/y/z range is seen). Returns within
         ``ego_radius`` of the sensor are the ego vehicle and are dropped (:func:`drop_ego_returns`; 0 keeps
         them); ``tta`` averages the scan and its mirror image (:func:`flip_tta`: twice the time; raised Car AP
         on every run measured, docs/3d/detection.md); ``settle`` puts each box on the ground the scan shows
-        around it (:func:`~.ground.settle_on_ground`)."""
+        around it (:func:`~.ground.settle_on_ground`); ``fit`` then turns and moves each car onto its own
+        returns (:func:`~.car_fit.fit_cars`)."""
         pts = drop_ego_returns(np.asarray(points)[:, :3], ego_radius)
         occ = torch.from_numpy(self.grid.occupancy(pts).astype(np.float32))[None].to(self.device)
         out = flip_tta(self.model, occ) if tta else self.model(occ)
@@ -576,6 +578,8 @@ class LidarDetector:
         det = decode(out, self.grid, self.model.stride, top_k, score_threshold)[0]
         if settle and len(det):
             det = Detections(settle_on_ground(pts, det.boxes), det.classes, det.scores)
+        if fit and len(det):
+            det = Detections(fit_cars(pts, det.boxes, det.classes), det.classes, det.scores)
         return det
 
 
@@ -599,6 +603,8 @@ def predict_main(argv: list[str] | None = None) -> int:
                    help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
     p.add_argument("--no-settle", dest="settle", action="store_false",
                    help="keep the detector's box heights instead of standing each box on the ground seen around it")
+    p.add_argument("--no-fit", dest="fit", action="store_false",
+                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")
     a = p.parse_args(argv)
@@ -617,7 +623,7 @@ def predict_main(argv: list[str] | None = None) -> int:
             print(f"maskworks predict lidar/detection: {e}", file=sys.stderr)
             rc = 2
             continue
-        r = det.predict(pts, a.threshold, tta=a.tta, settle=a.settle)
+        r = det.predict(pts, a.threshold, tta=a.tta, settle=a.settle, fit=a.fit)
         stem = Path(f).name.split(".")[0]
         write_label(out / f"{stem}.txt", detections_to_objects(r.boxes, r.classes, r.scores, calib))
         (out / f"{stem}.json").write_text(json.dumps({"file": str(f), "num_points": len(pts), "threshold": a.threshold,

@@ -338,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
     p.add_argument("--no-settle", dest="settle", action="store_false",
                    help="keep the detector's box heights instead of standing each box on the ground seen around it")
+    p.add_argument("--no-fit", dest="fit", action="store_false",
+                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     if a.simulated and a.pred:
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             det = LidarDetector.load(a.weights)
             for f, calib in zip(frames, calibs):
                 r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=a.threshold,
-                                tta=a.tta, settle=a.settle)
+                                tta=a.tta, settle=a.settle, fit=a.fit)
                 dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
     except (LidarDataError, ValueError, OSError) as e:
         print(f"maskworks eval lidar/detection: {e}", file=sys.stderr)
@@ -377,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nper label (in camera view, after the score threshold):")
     print(format_matches(rows))
     out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "tta": bool(a.tta),
-           "settle": bool(a.settle) if not a.pred else None,
+           "settle": bool(a.settle) if not a.pred else None, "fit": bool(a.fit) if not a.pred else None,
            "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
     if a.simulated:
         from .detector import evaluate_on_simulated
@@ -385,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
         settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
         sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings, tta=a.tta,
-                                    settle=a.settle)
+                                    settle=a.settle, fit=a.fit)
         whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"
         print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; all difficulty levels alike):")
         print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
