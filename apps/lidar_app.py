@@ -271,8 +271,8 @@ def build_tab() -> None:
     gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
                 "the better run on held-out simulated scenes; docs/3d/detection.md): cars, pedestrians and cyclists "
                 "within 40 m of the sensor, each scan read as it is and mirrored left-right (the two averaged), each "
-                "box stood on the ground seen around it. Upload a scan in metres (x forward, y left, z up) or pick a "
-                "shipped one.")
+                "box stood on the ground seen around it, each car turned and moved onto its own returns. Upload a scan "
+                "in metres (x forward, y left, z up) or pick a shipped one.")
     ex = examples()
     path = gr.State(None)
     with gr.Row():

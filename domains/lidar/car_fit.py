@@ -79,7 +79,15 @@ def fit_car(points: np.ndarray, box: np.ndarray, search_margin: float = SEARCH_M
 def fit_cars(points: np.ndarray, boxes: np.ndarray, classes: list[str], **kw) -> np.ndarray:
     """Copy of ``boxes`` with every ``Car`` fitted to its returns (:func:`fit_car`); other classes unchanged."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, 7)
+    if "Car" not in classes:
+        return out
+    pts = np.asarray(points, dtype=np.float64)[:, :3]
+    pts = pts[np.argsort(pts[:, 0], kind="stable")]  # sorted by x once: each car reads a slice
+    reach = kw.get("search_margin", SEARCH_MARGIN) + kw.get("max_move", MAX_MOVE)
     for i, c in enumerate(classes):
         if c == "Car":
-            out[i] = fit_car(points, out[i], **kw)
+            r = 0.5 * float(np.hypot(out[i, 3], out[i, 4])) + reach
+            lo, hi = np.searchsorted(pts[:, 0], [out[i, 0] - r, out[i, 0] + r])
+            near = pts[lo:hi]
+            out[i] = fit_car(near[np.abs(near[:, 1] - out[i, 1]) < r], out[i], **kw)
     return out
