@@ -583,6 +583,19 @@ class LidarDetector:
         return det
 
 
+def add_inference_options(p) -> None:
+    """``--tta/--no-tta``, ``--no-settle``, ``--no-fit`` (all on by default), for the CLIs that run the detector;
+    parsed as ``tta``, ``settle``, ``fit``: :meth:`LidarDetector.predict`'s keywords."""
+    import argparse
+
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
+    p.add_argument("--no-settle", dest="settle", action="store_false",
+                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
+    p.add_argument("--no-fit", dest="fit", action="store_false",
+                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
+
+
 def predict_main(argv: list[str] | None = None) -> int:
     """``maskworks predict lidar/detection FILES... --out DIR``: KITTI label txt + JSON per scan."""
     import argparse
@@ -599,12 +612,7 @@ def predict_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--weights")
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
-    p.add_argument("--no-settle", dest="settle", action="store_false",
-                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
-    p.add_argument("--no-fit", dest="fit", action="store_false",
-                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
+    add_inference_options(p)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")
     a = p.parse_args(argv)

@@ -334,12 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --simulated: simulate the scenes with the data.sim settings of this recipe / run config "
                         "(.yaml) or detector (.safetensors) instead of the evaluated detector's own, so that detectors "
                         "trained on different simulator settings are compared on the same scenes")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
-    p.add_argument("--no-settle", dest="settle", action="store_false",
-                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
-    p.add_argument("--no-fit", dest="fit", action="store_false",
-                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
+    from .detector import add_inference_options
+
+    add_inference_options(p)
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     if a.simulated and a.pred:
