@@ -84,7 +84,7 @@ def test_shipped_detector_heights_move_towards_the_labels_on_a_held_out_scene():
                 if iou[i, j] > 0.5:
                     errs[settle].append(abs(found[i, 2] - cars[j, 2]))
     assert len(errs[True]) == len(errs[False]) >= 8
-    assert np.mean(errs[True]) < 0.8 * np.mean(errs[False])  # measured: 0.034 vs 0.047 m
+    assert np.mean(errs[True]) < 0.8 * np.mean(errs[False])  # measured with the defaults: 0.039 vs 0.053 m (one pass 0.034 vs 0.047)
 
 
 def test_held_out_kitti_car_is_lowered_onto_its_falling_road():
@@ -107,5 +107,5 @@ def test_held_out_kitti_car_is_lowered_onto_its_falling_road():
         cars = r.boxes[[c == "Car" for c in r.classes]]
         best = cars[int(bev_iou(label[None], cars)[0].argmax())]
         dz[settle] = best[2] - label[2]
-    assert dz[False] > 0.1  # measured 0.15 m too high
-    assert abs(dz[True]) < 0.6 * abs(dz[False])  # measured -0.08 m
+    assert dz[False] > 0.1  # measured 0.18 m too high (one pass 0.15)
+    assert abs(dz[True]) < 0.6 * abs(dz[False])  # measured -0.07 m (one pass -0.08)
