@@ -52,6 +52,28 @@ def points_in_rotated_box(points: np.ndarray, boxes: np.ndarray, *, chunk: int =
     return out
 
 
+class PointIndex:
+    """A scan's points (x, y, z as float64) sorted by x once, for repeated "returns around (x, y)" queries
+    (one per detected box): each query reads a slice instead of scanning the whole scan."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        pts = np.asarray(points, dtype=np.float64)[:, :3]
+        self.points = pts[np.argsort(pts[:, 0], kind="stable")]
+
+    @classmethod
+    def of(cls, points: "np.ndarray | PointIndex") -> "PointIndex":
+        return points if isinstance(points, PointIndex) else cls(points)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def around(self, x: float, y: float, half: float) -> np.ndarray:
+        """Points with ``|px - x| < half`` (to float precision of the slice) and ``|py - y| < half``."""
+        lo, hi = np.searchsorted(self.points[:, 0], [x - half, x + half])
+        near = self.points[lo:hi]
+        return near[np.abs(near[:, 1] - y) < half]
+
+
 def count_points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Number of points inside each box, int64 [M]."""
     return points_in_rotated_box(points, boxes).sum(axis=1)

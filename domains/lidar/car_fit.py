@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import points_in_rotated_box
+from .boxes import PointIndex, points_in_rotated_box
 
 SEARCH_MARGIN = 1.0  # metres added to the length and width when gathering the returns for the heading
 FACE_MARGIN = 0.2  # metres added when gathering the returns that place the near faces
@@ -76,18 +76,15 @@ def fit_car(points: np.ndarray, box: np.ndarray, search_margin: float = SEARCH_M
     return box
 
 
-def fit_cars(points: np.ndarray, boxes: np.ndarray, classes: list[str], **kw) -> np.ndarray:
+def fit_cars(points: np.ndarray | PointIndex, boxes: np.ndarray, classes: list[str], **kw) -> np.ndarray:
     """Copy of ``boxes`` with every ``Car`` fitted to its returns (:func:`fit_car`); other classes unchanged."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, 7)
     if "Car" not in classes:
         return out
-    pts = np.asarray(points, dtype=np.float64)[:, :3]
-    pts = pts[np.argsort(pts[:, 0], kind="stable")]  # sorted by x once: each car reads a slice
+    index = PointIndex.of(points)
     reach = kw.get("search_margin", SEARCH_MARGIN) + kw.get("max_move", MAX_MOVE)
     for i, c in enumerate(classes):
         if c == "Car":
             r = 0.5 * float(np.hypot(out[i, 3], out[i, 4])) + reach
-            lo, hi = np.searchsorted(pts[:, 0], [out[i, 0] - r, out[i, 0] + r])
-            near = pts[lo:hi]
-            out[i] = fit_car(near[np.abs(near[:, 1] - out[i, 1]) < r], out[i], **kw)
+            out[i] = fit_car(index.around(out[i, 0], out[i, 1], r), out[i], **kw)
     return out

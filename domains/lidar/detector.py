@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from maskworks.core.training.task import StepContext, Task
 
-from .boxes import count_points_in_boxes, points_in_rotated_box
+from .boxes import PointIndex, count_points_in_boxes, points_in_rotated_box
 from .car_fit import fit_cars
 from .ground import settle_on_ground
 from .iou import nms_bev
@@ -471,9 +471,9 @@ class DetectorTask(Task):
                 for k, v in res.items() if isinstance(v, dict) and "strict" in v}
 
 
-def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, tta: bool = True,
-                      settle: bool = True, fit: bool = True) -> dict:
-    """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI)."""
+def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: float = 0.05, **inference) -> dict:
+    """KITTI AP_R40 of ``det`` on the held-out frames and on the training frames (shipped KITTI);
+    ``inference``: :meth:`LidarDetector.predict`'s ``tta`` / ``settle`` / ``fit`` (default: all on)."""
     from maskworks.data import data_path
 
     from .kitti_eval import FrameBoxes, evaluate, label_matches, load_ground_truth, restrict_to_fov
@@ -490,18 +490,17 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
         dets = []
         for f, calib in zip(frames, calibs):
             r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=score_threshold,
-                            tta=tta, settle=settle, fit=fit)
+                            **inference)
             dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
         out[name] = {"frames": frames, **evaluate(gts, dets), "labels": label_matches(gts, dets)}
     return out
 
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
-                          score_threshold: float = 0.05, sim: dict | None = None, tta: bool = True,
-                          settle: bool = True, fit: bool = True) -> dict:
+                          score_threshold: float = 0.05, sim: dict | None = None, **inference) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
-    ``data.sim`` settings ``sim``. A sanity check, not KITTI."""
+    ``data.sim`` settings ``sim``; ``inference`` as for :func:`evaluate_on_kitti`. A sanity check, not KITTI."""
     from .kitti_eval import FrameBoxes, evaluate
     from .simulator import simulate_scene
 
@@ -512,7 +511,7 @@ def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int
         inside = (np.abs(boxes[:, 0]) < 40) & (np.abs(boxes[:, 1]) < 40) if len(boxes) else vis
         keep = vis & inside
         gts.append(FrameBoxes(boxes[keep], [c for c, k in zip(cls, keep) if k], name=f"sim/{s}"))
-        r = det.predict(pts, score_threshold=score_threshold, tta=tta, settle=settle, fit=fit)
+        r = det.predict(pts, score_threshold=score_threshold, **inference)
         dets.append(FrameBoxes(r.boxes, r.classes, r.scores, name=f"sim/{s}"))
     return {"scenes": [f"sim/{s}" for s in range(first_seed, first_seed + scenes)], **evaluate(gts, dets)}
 
@@ -576,16 +575,24 @@ class LidarDetector:
         out = flip_tta(self.model, occ) if tta else self.model(occ)
         out = {k: v.float().cpu() for k, v in out.items()}  # decoding (peaks, NMS) runs in numpy
         det = decode(out, self.grid, self.model.stride, top_k, score_threshold)[0]
-        if settle and len(det):
-            det = Detections(settle_on_ground(pts, det.boxes), det.classes, det.scores)
-        if fit and len(det):
-            det = Detections(fit_cars(pts, det.boxes, det.classes), det.classes, det.scores)
+        if (settle or fit) and len(det):
+            index = PointIndex(pts)  # one sort of the scan serves both steps
+            boxes = settle_on_ground(index, det.boxes) if settle else det.boxes
+            det = Detections(fit_cars(index, boxes, det.classes) if fit else boxes, det.classes, det.scores)
         return det
+
+
+INFERENCE_OPTIONS = ("tta", "settle", "fit")
+
+
+def inference_options(args) -> dict[str, bool]:
+    """:meth:`LidarDetector.predict`'s inference keywords from arguments parsed with :func:`add_inference_options`."""
+    return {k: bool(getattr(args, k)) for k in INFERENCE_OPTIONS}
 
 
 def add_inference_options(p) -> None:
     """``--tta/--no-tta``, ``--no-settle``, ``--no-fit`` (all on by default), for the CLIs that run the detector;
-    parsed as ``tta``, ``settle``, ``fit``: :meth:`LidarDetector.predict`'s keywords."""
+    parsed as ``tta``, ``settle``, ``fit`` (:func:`inference_options`)."""
     import argparse
 
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
@@ -631,7 +638,7 @@ def predict_main(argv: list[str] | None = None) -> int:
             print(f"maskworks predict lidar/detection: {e}", file=sys.stderr)
             rc = 2
             continue
-        r = det.predict(pts, a.threshold, tta=a.tta, settle=a.settle, fit=a.fit)
+        r = det.predict(pts, a.threshold, **inference_options(a))
         stem = Path(f).name.split(".")[0]
         write_label(out / f"{stem}.txt", detections_to_objects(r.boxes, r.classes, r.scores, calib))
         (out / f"{stem}.json").write_text(json.dumps({"file": str(f), "num_points": len(pts), "threshold": a.threshold,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import points_in_rotated_box
+from .boxes import PointIndex, points_in_rotated_box
 
 RING = 3.0  # metres beyond the footprint's half-diagonal
 MARGIN = 0.3  # metres added around the footprint before excluding the box's own points
@@ -22,20 +22,18 @@ MIN_POINTS = 8
 MAX_SHIFT = 0.6  # metres
 
 
-def ground_under_boxes(points: np.ndarray, boxes: np.ndarray, ring: float = RING, margin: float = MARGIN,
+def ground_under_boxes(points: np.ndarray | PointIndex, boxes: np.ndarray, ring: float = RING, margin: float = MARGIN,
                        percentile: float = PERCENTILE, min_points: int = MIN_POINTS) -> np.ndarray:
     """``[K]`` ground height (LiDAR z) under each box ``[K, 7]`` (``x, y, z_center, l, w, h, yaw``), NaN
     where fewer than ``min_points`` returns lie in the ring around it."""
-    pts = np.asarray(points, dtype=np.float64)[:, :3]
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
     ground = np.full(len(boxes), np.nan)
-    if len(boxes) == 0 or len(pts) == 0:
+    if len(boxes) == 0 or len(points) == 0:
         return ground
-    pts = pts[np.argsort(pts[:, 0], kind="stable")]  # sorted by x once: each box reads a slice
+    index = PointIndex.of(points)
     for i, b in enumerate(boxes):
         radius = ring + 0.5 * float(np.hypot(b[3], b[4]))
-        lo, hi = np.searchsorted(pts[:, 0], [b[0] - radius, b[0] + radius])
-        near = pts[lo:hi]
+        near = index.around(b[0], b[1], radius)
         near = near[np.hypot(near[:, 0] - b[0], near[:, 1] - b[1]) < radius]
         if len(near) < min_points:
             continue
@@ -48,7 +46,7 @@ def ground_under_boxes(points: np.ndarray, boxes: np.ndarray, ring: float = RING
     return ground
 
 
-def settle_on_ground(points: np.ndarray, boxes: np.ndarray, max_shift: float = MAX_SHIFT, **ring_kw) -> np.ndarray:
+def settle_on_ground(points: np.ndarray | PointIndex, boxes: np.ndarray, max_shift: float = MAX_SHIFT, **ring_kw) -> np.ndarray:
     """Copy of ``boxes`` with each box's centre height set to ground + h / 2 where the ground under it
     is known and within ``max_shift`` of where the box already stands (:func:`ground_under_boxes`)."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, 7)

@@ -334,11 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --simulated: simulate the scenes with the data.sim settings of this recipe / run config "
                         "(.yaml) or detector (.safetensors) instead of the evaluated detector's own, so that detectors "
                         "trained on different simulator settings are compared on the same scenes")
-    from .detector import add_inference_options
+    from .detector import add_inference_options, inference_options
 
     add_inference_options(p)
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
+    inference = inference_options(a)
     if a.simulated and a.pred:
         p.error("--simulated runs the detector; it cannot be combined with --pred")
     if a.sim_from and not a.simulated:
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             det = LidarDetector.load(a.weights)
             for f, calib in zip(frames, calibs):
                 r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=a.threshold,
-                                tta=a.tta, settle=a.settle, fit=a.fit)
+                                **inference)
                 dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
     except (LidarDataError, ValueError, OSError) as e:
         print(f"maskworks eval lidar/detection: {e}", file=sys.stderr)
@@ -376,15 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\nper label (in camera view, after the score threshold):")
     print(format_matches(rows))
     out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "tta": bool(a.tta),
-           "settle": bool(a.settle) if not a.pred else None, "fit": bool(a.fit) if not a.pred else None,
+           **{k: (None if a.pred else v) for k, v in inference.items() if k != "tta"},
            "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
     if a.simulated:
         from .detector import evaluate_on_simulated
         from .simulator import recipe_sim
 
         settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
-        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings, tta=a.tta,
-                                    settle=a.settle, fit=a.fit)
+        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings,
+                                    **inference)
         whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"
         print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; all difficulty levels alike):")
         print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
