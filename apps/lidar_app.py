@@ -5,8 +5,8 @@ Gradio, so a bad file gets a message naming it), or pick a shipped KITTI / nuSce
 interactive Plotly 3-D view (points subsampled for speed, boxes coloured by class), a bird's-eye
 image, a detection table, a score-threshold slider and KITTI-label / JSON downloads, and the R-MAE view
 of the same scan: 80 % of its occupied voxels hidden in 1-degree sectors and reconstructed by the shipped
-R-MAE (what the backbone learned before any label). The models see x, y in [-40, 40) m and z in
-[-3, 1) m around the sensor (metres, x forward, y left, z up).
+R-MAE (what the backbone learned before any label). The detector sees the region of its voxel grid
+(the tab says which) and z in [-3, 1) m around the sensor (metres, x forward, y left, z up).
 """
 from __future__ import annotations
 
@@ -141,30 +141,35 @@ def sanity_notes(pts: np.ndarray) -> list[str]:
     return notes
 
 
-def bev_image(pts: np.ndarray, det, size: int = 500, half: float = 40.0) -> np.ndarray:
-    """Bird's-eye view (x up, y left, sensor at the centre) with boxes coloured by class, as RGB uint8."""
+def bev_image(pts: np.ndarray, det, x_range: tuple[float, float] = (-40.0, 40.0),
+              y_range: tuple[float, float] = (-40.0, 40.0), px_per_m: float = 6.25) -> np.ndarray:
+    """Bird's-eye view of the region the detector sees (x up, y left; the sensor a yellow arrow, range
+    rings every 10 m) with boxes coloured by class, as RGB uint8."""
     from PIL import Image, ImageDraw
 
     from maskworks.domains.lidar.iou import bev_corners
 
-    s = size / (2 * half)
-    u = ((half - pts[:, 1]) * s).astype(np.int64)  # column: y left -> image left
-    v = ((half - pts[:, 0]) * s).astype(np.int64)  # row: x forward -> image up
-    ok = (u >= 0) & (u < size) & (v >= 0) & (v < size)
-    dens = np.bincount(v[ok] * size + u[ok], minlength=size * size).reshape(size, size)
+    s = px_per_m
+    (x0, x1), (y0, y1) = x_range, y_range
+    rows, cols = int(round((x1 - x0) * s)), int(round((y1 - y0) * s))
+    col = lambda y: (y1 - y) * s  # y left -> image left
+    row = lambda x: (x1 - x) * s  # x forward -> image up
+    u, v = col(pts[:, 1]).astype(np.int64), row(pts[:, 0]).astype(np.int64)
+    ok = (u >= 0) & (u < cols) & (v >= 0) & (v < rows)
+    dens = np.bincount(v[ok] * cols + u[ok], minlength=rows * cols).reshape(rows, cols)
     gray = (np.clip(np.log1p(dens) / np.log(8), 0, 1) * 200 + 20 * (dens > 0)).astype(np.uint8)
     img = Image.fromarray(np.stack([gray] * 3, -1))
     draw = ImageDraw.Draw(img)
-    for r in (10, 20, 30, 40):
-        draw.ellipse([size / 2 - r * s, size / 2 - r * s, size / 2 + r * s, size / 2 + r * s], outline=(60, 60, 90))
+    cu, cv = col(0.0), row(0.0)
+    far = max(abs(x0), abs(x1), abs(y0), abs(y1))
+    for r in np.arange(10.0, far + 1e-6, 10.0):
+        draw.ellipse([cu - r * s, cv - r * s, cu + r * s, cv + r * s], outline=(60, 60, 90))
     for b, c in zip(det.boxes, det.classes):
         cs = bev_corners(b[None])[0]
-        poly = [((half - y) * s, (half - x) * s) for x, y in cs]
-        draw.polygon(poly, outline=COLORS.get(c, "#ffffff"), width=2)
-        front = ((cs[0] + cs[3]) / 2)
-        draw.line([((half - b[1]) * s, (half - b[0]) * s), ((half - front[1]) * s, (half - front[0]) * s)],
-                  fill=COLORS.get(c, "#ffffff"), width=2)
-    draw.polygon([(size / 2 - 4, size / 2 + 5), (size / 2 + 4, size / 2 + 5), (size / 2, size / 2 - 7)], fill=(255, 200, 0))
+        draw.polygon([(col(y), row(x)) for x, y in cs], outline=COLORS.get(c, "#ffffff"), width=2)
+        front = (cs[0] + cs[3]) / 2
+        draw.line([(col(b[1]), row(b[0])), (col(front[1]), row(front[0]))], fill=COLORS.get(c, "#ffffff"), width=2)
+    draw.polygon([(cu - 4, cv + 5), (cu + 4, cv + 5), (cu, cv - 7)], fill=(255, 200, 0))
     return np.asarray(img)
 
 
@@ -258,7 +263,9 @@ def run(path: str | None, threshold: float):
         info += "\n\n" + "\n\n".join(f"⚠ {n}" for n in notes)
     info += ("\n\nTrained on simulated scenes with pasted real objects and 2 labelled KITTI frames: a small demo model, "
              "not a benchmark detector (see docs/3d/detection.md).")
-    return (figure(pts, det), bev_image(pts, det), rows, info, [str(out / f"{stem}.txt"), str(out / f"{stem}.json")],
+    grid = detector().grid
+    return (figure(pts, det), bev_image(pts, det, grid.x_range, grid.y_range), rows, info,
+            [str(out / f"{stem}.txt"), str(out / f"{stem}.json")],
             rmae_img, rmae_text)
 
 
@@ -268,9 +275,11 @@ def build_tab() -> None:
 
     from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD
 
+    (x0, x1), (y0, y1) = detector().grid.x_range, detector().grid.y_range
     gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
                 "the better run on held-out simulated scenes; docs/3d/detection.md): cars, pedestrians and cyclists "
-                "within 40 m of the sensor, each scan read as it is and mirrored left-right (the two averaged), each "
+                f"from {-x0:g} m behind to {x1:g} m ahead of the sensor and {y1:g} m to either side, each scan read as "
+                "it is and mirrored left-right (the two averaged), each "
                 "box stood on the ground seen around it, each car turned and moved onto its own returns. Upload a scan "
                 "in metres (x forward, y left, z up) or pick a shipped one.")
     ex = examples()

@@ -349,16 +349,19 @@ class DetectionScans(Dataset):
     Base scans: ``simulated`` simulator scenes (settings ``sim``, see :func:`simulator_kwargs`) and the
     real KITTI ``frames`` (repeated ``real_repeat`` times); simulated items get ``paste`` real objects
     (a share ``far_prob`` of them moved away, up to ``max_range``), drawn from a generator seeded by the
-    item index (deterministic, different for each of the ``repeat`` copies).
+    item index (deterministic, different for each of the ``repeat`` copies). With ``rotate`` every item
+    is also turned about the sensor by an angle drawn from U(-pi, pi) (seeded by the item index): the
+    augmentation for grids that are not square, where the training step's quarter turns do not apply.
     """
 
     def __init__(self, grid: VoxelGrid, frames: list[str], simulated: int, sim: dict | None = None,
                  paste: int = 6, holdout: set[str] | None = None, repeat: int = 1, real_repeat: int = 2,
-                 min_points: int = 5, seed: int = 0, far_prob: float = 0.0, max_range: float = 50.0) -> None:
+                 min_points: int = 5, seed: int = 0, far_prob: float = 0.0, max_range: float = 50.0,
+                 rotate: bool = False) -> None:
         from .simulator import simulate_scene
 
         self.grid, self.paste, self.repeat, self.seed, self.min_points = grid, paste, repeat, seed, min_points
-        self.far_prob, self.max_range = far_prob, max_range
+        self.far_prob, self.max_range, self.rotate = far_prob, max_range, rotate
         self.bank = object_bank(holdout or set(), min_points) if paste else []
         self.base: list[LabelledScan] = []
         for s in range(simulated):
@@ -378,6 +381,10 @@ class DetectionScans(Dataset):
     def scan(self, i: int) -> LabelledScan:
         j = i % len(self.base)
         s = self.base[j]
+        if self.rotate:  # before pasting, so that pasted objects fill the whole grid
+            theta = float(np.random.default_rng([self.seed, i, 29]).uniform(-np.pi, np.pi))
+            pts, boxes = rotate_about_sensor(s.points, s.boxes, theta)
+            s = LabelledScan(pts, boxes, s.labels, s.name, s.ground_z)
         if j < self.num_sim and self.paste:
             s = paste_objects(s, self.bank, self.paste, np.random.default_rng(self.seed * 100_003 + i), self.grid,
                               self.far_prob, self.max_range)
@@ -450,7 +457,8 @@ class DetectorTask(Task):
         return DetectionScans(grid, frames, int(d.get("simulated", 16)), recipe_sim(d),
                               int(d.get("paste", 6)), holdout, int(d.get("repeat", 1)), int(d.get("real_repeat", 2)),
                               seed=int((self.cfg.get("trainer") or {}).get("seed", 0)),
-                              far_prob=float(d.get("paste_far", 0.0)), max_range=float(d.get("paste_max_range", 50.0)))
+                              far_prob=float(d.get("paste_far", 0.0)), max_range=float(d.get("paste_max_range", 50.0)),
+                              rotate=bool(d.get("rotate", False)))
 
     def training_step(self, model, batch, ctx: StepContext):
         raw = _raw(model)
@@ -497,22 +505,35 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
 
 
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
-                          score_threshold: float = 0.05, sim: dict | None = None, **inference) -> dict:
+                          score_threshold: float = 0.05, sim: dict | None = None,
+                          region: tuple[float, float, float, float] = (-40.0, 40.0, -40.0, 40.0),
+                          band: tuple[float, float] | None = None, **inference) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's
-    ``data.sim`` settings ``sim``; ``inference`` as for :func:`evaluate_on_kitti`. A sanity check, not KITTI."""
+    ``data.sim`` settings ``sim``; ``inference`` as for :func:`evaluate_on_kitti`. A sanity check, not KITTI.
+
+    Objects and detections count when their centre lies in ``region`` (x_lo, x_hi, y_lo, y_hi; the same
+    region for models with different grids) and, with ``band`` (lo, hi), at a range in [lo, hi) m."""
     from .kitti_eval import FrameBoxes, evaluate
     from .simulator import simulate_scene
+
+    def counted(b: np.ndarray) -> np.ndarray:
+        b = np.asarray(b, float).reshape(-1, 7)
+        ok = (region[0] <= b[:, 0]) & (b[:, 0] < region[1]) & (region[2] <= b[:, 1]) & (b[:, 1] < region[3])
+        if band is not None:
+            r = np.hypot(b[:, 0], b[:, 1])
+            ok &= (band[0] <= r) & (r < band[1])
+        return ok
 
     gts, dets = [], []
     for s in range(first_seed, first_seed + scenes):
         pts, boxes, cls = simulate_scene(s, **simulator_kwargs(sim, s))
         vis = count_points_in_boxes(pts, boxes) >= 5 if len(boxes) else np.zeros(0, bool)
-        inside = (np.abs(boxes[:, 0]) < 40) & (np.abs(boxes[:, 1]) < 40) if len(boxes) else vis
-        keep = vis & inside
+        keep = vis & counted(boxes)
         gts.append(FrameBoxes(boxes[keep], [c for c, k in zip(cls, keep) if k], name=f"sim/{s}"))
         r = det.predict(pts, score_threshold=score_threshold, **inference)
-        dets.append(FrameBoxes(r.boxes, r.classes, r.scores, name=f"sim/{s}"))
+        k = counted(r.boxes)
+        dets.append(FrameBoxes(r.boxes[k], [c for c, m in zip(r.classes, k) if m], r.scores[k], name=f"sim/{s}"))
     return {"scenes": [f"sim/{s}" for s in range(first_seed, first_seed + scenes)], **evaluate(gts, dets)}
 
 

@@ -334,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --simulated: simulate the scenes with the data.sim settings of this recipe / run config "
                         "(.yaml) or detector (.safetensors) instead of the evaluated detector's own, so that detectors "
                         "trained on different simulator settings are compared on the same scenes")
+    p.add_argument("--region", nargs=4, type=float, default=[-40.0, 40.0, -40.0, 40.0], metavar=("X0", "X1", "Y0", "Y1"),
+                   help="with --simulated: count objects and detections whose centre lies in x in [X0, X1), y in [Y0, Y1) "
+                        "metres (default -40 40 -40 40: the region every shipped grid has seen, so grids compare)")
+    p.add_argument("--band", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="with --simulated: count only objects and detections at a range in [LO, HI) metres from the sensor")
     from .detector import add_inference_options, inference_options
 
     add_inference_options(p)
@@ -342,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     inference = inference_options(a)
     if a.simulated and a.pred:
         p.error("--simulated runs the detector; it cannot be combined with --pred")
-    if a.sim_from and not a.simulated:
-        p.error("--sim-from sets the settings of --simulated N scenes; give --simulated too")
+    if (a.sim_from or a.band or a.region != [-40.0, 40.0, -40.0, 40.0]) and not a.simulated:
+        p.error("--sim-from, --region and --band apply to --simulated N scenes; give --simulated too")
     try:
         sim_settings = sim_settings_from(a.sim_from) if a.sim_from else None
         root = kitti_dirs(a.data)
@@ -385,11 +390,14 @@ def main(argv: list[str] | None = None) -> int:
 
         settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
         sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings,
-                                    **inference)
+                                    region=tuple(a.region), band=tuple(a.band) if a.band else None, **inference)
         whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"
-        print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; all difficulty levels alike):")
+        where = f"x {a.region[0]:g}..{a.region[1]:g} m, y {a.region[2]:g}..{a.region[3]:g} m" + (
+            f", range {a.band[0]:g}..{a.band[1]:g} m" if a.band else "")
+        print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; {where}; all difficulty levels alike):")
         print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
-        out["simulated"] = {"settings": settings, "settings_from": a.sim_from or "the detector", **sim}
+        out["simulated"] = {"settings": settings, "settings_from": a.sim_from or "the detector", "region": a.region,
+                            "band": a.band, **sim}
     if a.json:
         Path(a.json).write_text(json.dumps(json_safe(out), indent=2))
     return 0

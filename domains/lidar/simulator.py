@@ -339,14 +339,15 @@ def recipe_sim(data_cfg: dict | None) -> dict:
 def simulator_kwargs(sim: dict | None, seed: int) -> dict:
     """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
 
-    Keys: ``azimuth_step`` (deg), ``beams`` (``uniform``, ``hdl64e`` or ``hdl32e``; or a list of them with a
+    Keys: ``extent`` (the street runs over x in [-extent, extent] m; default 45), ``num_cars`` ([lo, hi]
+    cars per scene; default [6, 14]), ``azimuth_step`` (deg), ``beams`` (``uniform``, ``hdl64e`` or ``hdl32e``; or a list of them with a
     list ``azimuth_step`` of the same length, one sensor drawn per scene from the seed), ``car_cabins``, ``traffic``,
     ``kerb_walls``, ``object_dropout`` and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres,
     or [lo, hi] drawn per scene from the seed, so a scene is the same in every run). Used by both the
     detector's and R-MAE's recipes."""
     sim = dict(sim or {})
     unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "traffic", "kerb_walls", "object_dropout",
-                          "glass_dropout", "sensor_height"}
+                          "glass_dropout", "sensor_height", "extent", "num_cars"}
     if unknown:
         raise ValueError(f"data.sim: unknown keys {sorted(unknown)}")
     beams, step = sim.get("beams", "uniform"), sim.get("azimuth_step", 0.35)
@@ -368,4 +369,9 @@ def simulator_kwargs(sim: dict | None, seed: int) -> dict:
           "glass_dropout": tuple(sim.get("glass_dropout", (0.0, 0.0)))}
     if beams != "uniform":
         kw["elevations_deg"] = BEAM_LAYOUTS[beams]()
+    if "extent" in sim:
+        kw["extent"] = float(sim["extent"])
+    if "num_cars" in sim:
+        lo, hi = (int(v) for v in sim["num_cars"])
+        kw["num_cars"] = (lo, hi)
     return kw

@@ -291,3 +291,61 @@ def test_detector_runs_where_it_is_told():
     assert det.device == torch.device("cpu") and not next(det.model.parameters()).is_cuda
     auto = LidarDetector.load()
     assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_street_extent_and_car_count_reach_the_scenes():
+    from maskworks.domains.lidar.simulator import random_scene, simulator_kwargs
+
+    kw = simulator_kwargs({"extent": 72.0, "num_cars": [20, 20]}, 0)
+    assert kw["extent"] == 72.0 and kw["num_cars"] == (20, 20)
+    short = [random_scene(s) for s in range(6)]
+    long = [random_scene(s, extent=72.0, num_cars=(20, 20)) for s in range(6)]
+    far = lambda sc: max(abs(b[0]) for b, k in zip(sc.objects, sc.object_kind) if k == "Car")
+    assert all(far(sc) <= 45.0 + 2.5 for sc in short)  # centres within the 45 m street (+ half a car length)
+    assert max(far(sc) for sc in long) > 50.0
+    assert all(sum(k == "Car" for k in sc.object_kind) == 20 for sc in long)  # rejection sampling finds room for all 20
+
+
+def test_rotated_items_turn_points_and_boxes_together_and_differ_per_item():
+    from maskworks.domains.lidar.detector import DetectionScans, count_points_in_boxes
+
+    grid = VoxelGrid(x_range=(-40.0, 72.0))
+    plain = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=3)
+    turned = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=3, rotate=True)
+    angles = []
+    for i in range(6):
+        a, b = plain.scan(i), turned.scan(i)
+        # the same objects with the same returns: each visible box holds as many points as before the turn
+        ra, rb = np.hypot(a.boxes[:, 0], a.boxes[:, 1]), np.hypot(b.boxes[:, 0], b.boxes[:, 1])
+        assert sorted(np.round(ra, 6)) == sorted(np.round(rb, 6))
+        assert sorted(count_points_in_boxes(a.points, a.boxes)) == sorted(count_points_in_boxes(b.points, b.boxes))
+        ang = np.angle(np.exp(1j * (np.arctan2(b.boxes[0, 1], b.boxes[0, 0]) - np.arctan2(a.boxes[0, 1], a.boxes[0, 0]))))
+        assert np.angle(np.exp(1j * (b.boxes[0, 6] - a.boxes[0, 6] - ang))) == pytest.approx(0, abs=1e-9)
+        angles.append(ang)
+        assert np.allclose(turned.scan(i).points, b.points)  # deterministic per item
+    assert len(set(np.round(angles, 6))) == 6  # a different turn for every item, copies of a scene included
+    occ = turned[0]["occ"]
+    assert occ.shape[-2:] == (200, 280)  # a non-square grid: 80 m across, 112 m along x
+
+
+def test_simulated_evaluation_counts_only_its_region_and_band():
+    from maskworks.domains.lidar.detector import Detections, count_points_in_boxes, evaluate_on_simulated
+    from maskworks.domains.lidar.simulator import simulate_scene, simulator_kwargs
+
+    sim = {"extent": 72.0, "num_cars": [14, 14]}
+    truth = {}
+    for s in (9000, 9001):
+        pts, boxes, cls = simulate_scene(s, **simulator_kwargs(sim, s))
+        truth[len(pts)] = (boxes, cls, count_points_in_boxes(pts, boxes) >= 5)
+
+    class NearOnly:  # reports every visible object (>= 5 returns) closer than 40 m, with a perfect box
+        def predict(self, pts, score_threshold=0.05, **kw):
+            boxes, cls, seen = truth[len(pts)]
+            near = (np.hypot(boxes[:, 0], boxes[:, 1]) < 40) & seen
+            return Detections(boxes[near].astype(np.float64), [c for c, k in zip(cls, near) if k], np.ones(int(near.sum())))
+
+    kw = dict(scenes=2, sim=sim, region=(-72.0, 72.0, -40.0, 40.0))
+    near = evaluate_on_simulated(NearOnly(), band=(0.0, 40.0), **kw)["strict"]["Car"]
+    far = evaluate_on_simulated(NearOnly(), band=(40.0, 80.0), **kw)["strict"]["Car"]
+    assert near["bev"]["moderate"] == pytest.approx(100.0) and near["3d"]["moderate"] == pytest.approx(100.0)
+    assert far["num_gt"]["moderate"] > 0 and far["bev"]["moderate"] == 0.0
