@@ -349,18 +349,21 @@ class DetectionScans(Dataset):
     Base scans: ``simulated`` simulator scenes (settings ``sim``, see :func:`simulator_kwargs`) and the
     real KITTI ``frames`` (repeated ``real_repeat`` times); simulated items get ``paste`` real objects
     (a share ``far_prob`` of them moved away, up to ``max_range``), drawn from a generator seeded by the
-    item index (deterministic, different for each of the ``repeat`` copies). With ``rotate`` every item
-    is also turned about the sensor by an angle drawn from U(-pi, pi) (seeded by the item index): the
-    augmentation for grids that are not square, where the training step's quarter turns do not apply.
+    item index (deterministic, different for each of the ``repeat`` copies). ``rotate`` turns every item
+    about the sensor by an angle seeded by the item index: ``"any"`` from U(-pi, pi), ``"quarter"`` a
+    multiple of 90 deg. The augmentation for grids that are not square, where the training step's
+    quarter turns of the occupancy do not apply.
     """
 
     def __init__(self, grid: VoxelGrid, frames: list[str], simulated: int, sim: dict | None = None,
                  paste: int = 6, holdout: set[str] | None = None, repeat: int = 1, real_repeat: int = 2,
                  min_points: int = 5, seed: int = 0, far_prob: float = 0.0, max_range: float = 50.0,
-                 rotate: bool = False) -> None:
+                 rotate: str | None = None) -> None:
         from .simulator import simulate_scene
 
         self.grid, self.paste, self.repeat, self.seed, self.min_points = grid, paste, repeat, seed, min_points
+        if rotate not in (None, "any", "quarter"):
+            raise ValueError(f"data.rotate must be 'any', 'quarter' or null, not {rotate!r}")
         self.far_prob, self.max_range, self.rotate = far_prob, max_range, rotate
         self.bank = object_bank(holdout or set(), min_points) if paste else []
         self.base: list[LabelledScan] = []
@@ -382,7 +385,8 @@ class DetectionScans(Dataset):
         j = i % len(self.base)
         s = self.base[j]
         if self.rotate:  # before pasting, so that pasted objects fill the whole grid
-            theta = float(np.random.default_rng([self.seed, i, 29]).uniform(-np.pi, np.pi))
+            rng = np.random.default_rng([self.seed, i, 29])
+            theta = float(rng.uniform(-np.pi, np.pi) if self.rotate == "any" else rng.integers(4) * np.pi / 2)
             pts, boxes = rotate_about_sensor(s.points, s.boxes, theta)
             s = LabelledScan(pts, boxes, s.labels, s.name, s.ground_z)
         if j < self.num_sim and self.paste:
@@ -458,7 +462,7 @@ class DetectorTask(Task):
                               int(d.get("paste", 6)), holdout, int(d.get("repeat", 1)), int(d.get("real_repeat", 2)),
                               seed=int((self.cfg.get("trainer") or {}).get("seed", 0)),
                               far_prob=float(d.get("paste_far", 0.0)), max_range=float(d.get("paste_max_range", 50.0)),
-                              rotate=bool(d.get("rotate", False)))
+                              rotate=d.get("rotate") or None)
 
     def training_step(self, model, batch, ctx: StepContext):
         raw = _raw(model)

@@ -311,7 +311,7 @@ def test_rotated_items_turn_points_and_boxes_together_and_differ_per_item():
 
     grid = VoxelGrid(x_range=(-40.0, 72.0))
     plain = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=3)
-    turned = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=3, rotate=True)
+    turned = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=3, rotate="any")
     angles = []
     for i in range(6):
         a, b = plain.scan(i), turned.scan(i)
@@ -326,6 +326,16 @@ def test_rotated_items_turn_points_and_boxes_together_and_differ_per_item():
     assert len(set(np.round(angles, 6))) == 6  # a different turn for every item, copies of a scene included
     occ = turned[0]["occ"]
     assert occ.shape[-2:] == (200, 280)  # a non-square grid: 80 m across, 112 m along x
+    quarter = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=6, rotate="quarter")
+    turns = []
+    for i in range(12):
+        a, b = plain.scan(i % 2), quarter.scan(i)
+        ang = np.arctan2(b.boxes[0, 1], b.boxes[0, 0]) - np.arctan2(a.boxes[0, 1], a.boxes[0, 0])
+        turns.append(int(np.round(np.angle(np.exp(1j * ang)) / (np.pi / 2))) % 4)
+        assert np.angle(np.exp(1j * (ang - turns[-1] * np.pi / 2))) == pytest.approx(0, abs=1e-9)  # whole quarter turns
+    assert set(turns) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="data.rotate"):
+        DetectionScans(grid, [], 1, paste=0, rotate="half")
 
 
 def test_simulated_evaluation_counts_only_its_region_and_band():
