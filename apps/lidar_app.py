@@ -294,7 +294,7 @@ def build_tab() -> None:
             threshold = gr.Slider(0.05, 0.95, value=DEFAULT_SCORE_THRESHOLD, step=0.05, label="score threshold",
                                   elem_id="lidar-threshold")
             info = gr.Markdown(elem_id="lidar-info")
-            bev = gr.Image(label="bird's-eye view (x up, sensor at the centre; rings every 10 m)", height=380,
+            bev = gr.Image(label="bird's-eye view (x up, sensor: yellow arrow; rings every 10 m)", height=380,
                            elem_id="lidar-bev")
             files = gr.File(label="downloads: KITTI label txt, JSON", file_count="multiple", elem_id="lidar-downloads")
         with gr.Column(scale=2):

@@ -1,0 +1,20 @@
+"""The LiDAR tab's bird's-eye image: drawn over the detector's grid, square or not."""
+import numpy as np
+
+from maskworks.apps.lidar_app import COLORS, bev_image
+from maskworks.domains.lidar.detector import Detections
+
+
+def test_bev_image_spans_a_forward_extended_grid_with_points_and_boxes_in_place():
+    pts = np.array([[55.0, 0.0, -1.0]] * 20 + [[-33.0, 21.0, -1.0]] * 20)  # 20 returns at each of two places
+    det = Detections(np.array([[50.0, -10.0, -1.0, 4.0, 2.0, 1.5, 0.0]]), ["Car"], np.array([0.9]))
+    img = bev_image(pts, det, x_range=(-40.0, 72.0), y_range=(-40.0, 40.0), px_per_m=6.25)
+    assert img.shape == (700, 500, 3)  # 112 m along x (rows) by 80 m across (columns)
+    # x up, y left: (55, 0) -> row (72 - 55) * 6.25 = 106, column 40 * 6.25 = 250; (-33, 21) -> row 656, column 118
+    assert img[106, 250].max() > 100 and img[656, 118].max() > 100
+    assert img[300, 400].max() < 100  # nothing there
+    # the car's outline (x 48..52, y -11..-9) in the Car colour: its left edge y = -9 at column (40 + 9) * 6.25 = 306
+    car = np.array([int(COLORS["Car"][i:i + 2], 16) for i in (1, 3, 5)])
+    rows = slice(int((72 - 52) * 6.25), int((72 - 48) * 6.25))
+    assert (np.abs(img[rows, 304:309].astype(int) - car).sum(-1) < 30).any()
+    assert img[450, 250, 0] == 255 and img[450, 250, 1] == 200  # the sensor's arrow at (0, 0): row 72 * 6.25 = 450
