@@ -66,6 +66,16 @@ def rmae_view(pts: np.ndarray) -> tuple[np.ndarray | None, str]:
     return reconstruction_view(res, threshold), text
 
 
+def shipped_grid():
+    """The shipped detector's voxel grid, read from its weights' header (no model built: the tab's text
+    needs it at start-up, the model only at the first scan)."""
+    from maskworks.core.training.checkpoint import weights_metadata
+    from maskworks.data import data_path
+    from maskworks.domains.lidar.detector import DEFAULT_WEIGHTS, make_grid
+
+    return make_grid((weights_metadata(data_path(*DEFAULT_WEIGHTS)).get("model") or {}).get("grid"))
+
+
 def shipped_init() -> str:
     """How the shipped detector's backbone was initialised, from its record (``lidar-detector.json``)."""
     from maskworks.data import data_path
@@ -275,7 +285,8 @@ def build_tab() -> None:
 
     from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD
 
-    (x0, x1), (y0, y1) = detector().grid.x_range, detector().grid.y_range
+    grid = shipped_grid()
+    (x0, x1), (y0, y1) = grid.x_range, grid.y_range
     gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
                 "the better run on held-out simulated scenes; docs/3d/detection.md): cars, pedestrians and cyclists "
                 f"from {-x0:g} m behind to {x1:g} m ahead of the sensor and {y1:g} m to either side, each scan read as "

@@ -508,9 +508,12 @@ def evaluate_on_kitti(det: "LidarDetector", data_cfg: dict, score_threshold: flo
     return out
 
 
+SIM_EVAL_REGION = (-40.0, 40.0, -40.0, 40.0)  # x_lo, x_hi, y_lo, y_hi: what every shipped grid has seen
+
+
 def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int = 9000,
                           score_threshold: float = 0.05, sim: dict | None = None,
-                          region: tuple[float, float, float, float] = (-40.0, 40.0, -40.0, 40.0),
+                          region: tuple[float, float, float, float] = SIM_EVAL_REGION,
                           band: tuple[float, float] | None = None, **inference) -> dict:
     """AP_R40 on held-out simulated scenes (seeds never used in training; objects with >= 5 points, all
     counted at every difficulty since simulated labels have no 2-D box), simulated with the recipe's

@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --simulated: simulate the scenes with the data.sim settings of this recipe / run config "
                         "(.yaml) or detector (.safetensors) instead of the evaluated detector's own, so that detectors "
                         "trained on different simulator settings are compared on the same scenes")
-    p.add_argument("--region", nargs=4, type=float, default=[-40.0, 40.0, -40.0, 40.0], metavar=("X0", "X1", "Y0", "Y1"),
+    p.add_argument("--region", nargs=4, type=float, metavar=("X0", "X1", "Y0", "Y1"),
                    help="with --simulated: count objects and detections whose centre lies in x in [X0, X1), y in [Y0, Y1) "
                         "metres (default -40 40 -40 40: the region every shipped grid has seen, so grids compare)")
     p.add_argument("--band", nargs=2, type=float, metavar=("LO", "HI"),
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     inference = inference_options(a)
     if a.simulated and a.pred:
         p.error("--simulated runs the detector; it cannot be combined with --pred")
-    if (a.sim_from or a.band or a.region != [-40.0, 40.0, -40.0, 40.0]) and not a.simulated:
+    if (a.sim_from or a.band or a.region) and not a.simulated:
         p.error("--sim-from, --region and --band apply to --simulated N scenes; give --simulated too")
     try:
         sim_settings = sim_settings_from(a.sim_from) if a.sim_from else None
@@ -385,10 +385,11 @@ def main(argv: list[str] | None = None) -> int:
            **{k: (None if a.pred else v) for k, v in inference.items() if k != "tta"},
            "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
     if a.simulated:
-        from .detector import evaluate_on_simulated
+        from .detector import SIM_EVAL_REGION, evaluate_on_simulated
         from .simulator import recipe_sim
 
         settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
+        a.region = list(a.region or SIM_EVAL_REGION)
         sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings,
                                     region=tuple(a.region), band=tuple(a.band) if a.band else None, **inference)
         whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"

@@ -340,11 +340,11 @@ def simulator_kwargs(sim: dict | None, seed: int) -> dict:
     """``simulate_scene`` keyword arguments from a recipe's ``data.sim`` block for scene ``seed``.
 
     Keys: ``extent`` (the street runs over x in [-extent, extent] m; default 45), ``num_cars`` ([lo, hi]
-    cars per scene; default [6, 14]), ``azimuth_step`` (deg), ``beams`` (``uniform``, ``hdl64e`` or ``hdl32e``; or a list of them with a
-    list ``azimuth_step`` of the same length, one sensor drawn per scene from the seed), ``car_cabins``, ``traffic``,
-    ``kerb_walls``, ``object_dropout`` and ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres,
-    or [lo, hi] drawn per scene from the seed, so a scene is the same in every run). Used by both the
-    detector's and R-MAE's recipes."""
+    cars per scene; default [6, 14]), ``azimuth_step`` (deg), ``beams`` (``uniform``, ``hdl64e`` or
+    ``hdl32e``; or a list of them with a list ``azimuth_step`` of the same length, one sensor drawn per
+    scene from the seed), ``car_cabins``, ``traffic``, ``kerb_walls``, ``object_dropout`` and
+    ``glass_dropout`` ([lo, hi] fractions), ``sensor_height`` (metres, or [lo, hi] drawn per scene from the
+    seed, so a scene is the same in every run). Used by both the detector's and R-MAE's recipes."""
     sim = dict(sim or {})
     unknown = set(sim) - {"azimuth_step", "beams", "car_cabins", "traffic", "kerb_walls", "object_dropout",
                           "glass_dropout", "sensor_height", "extent", "num_cars"}
