@@ -437,12 +437,33 @@ def _raw(model: nn.Module) -> nn.Module:
 
 class DetectorTask(Task):
     """``model``: grid, widths, head_channels, ``pretrained`` (an R-MAE ``backbone.safetensors``, or null for
-    random init); ``data``: simulated, paste, kitti_frames, holdout, repeat."""
+    random init), ``init`` (a trained detector's ``model.safetensors`` to start from: fine-tuning on
+    another grid, since every layer is convolutional); ``data``: simulated, paste, kitti_frames, holdout,
+    repeat."""
 
     def build_model(self) -> BEVDetector:
         m = dict(self.cfg.get("model", {}))
         pre = m.pop("pretrained", None)
+        init = m.pop("init", None)
         model = BEVDetector(grid=m.pop("grid", None), **m)
+        if init:
+            if pre:
+                raise ValueError(f"model.init ({init}) and model.pretrained ({pre}) both set: a detector started from "
+                                 "trained weights already has its backbone; set model.pretrained=null")
+            from maskworks.core.training.checkpoint import load_weights, weights_metadata
+
+            path = resolve_shipped(init)
+            path = path / "model.safetensors" if path.is_dir() else path
+            meta = weights_metadata(path) if path.is_file() else {}
+            if "DetectorTask" not in str(meta.get("task", "")):
+                raise ValueError(f"model.init: {path} is not a lidar/detector model (task {meta.get('task')!r}); "
+                                 "give the model.safetensors of a `maskworks train lidar/detector` run")
+            try:
+                load_weights(path, model)
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(f"model.init: {path} does not fit the recipe's model (same model.widths and "
+                                 f"model.head_channels as that run are needed): {str(e)[:300]}") from None
+            return model
         if pre:
             from .rmae_task import load_backbone
 

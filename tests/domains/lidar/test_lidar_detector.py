@@ -89,6 +89,25 @@ def test_pretrained_backbone_loads_and_scratch_differs():
     assert out["heatmap"].shape == (1, 3, 100, 100) and out["rot"].shape == (1, 2, 100, 100)
 
 
+def test_init_starts_a_larger_grid_from_a_trained_detector():
+    from maskworks.core.training.checkpoint import load_weights
+    from maskworks.data import data_path
+
+    path = data_path("weights", "lidar-detector.safetensors")
+    far = {"x_range": [-40.0, 72.0], "y_range": [-40.0, 40.0], "z_range": [-3.0, 1.0], "voxel_size": 0.4}
+    m = DetectorTask({"model": {"grid": far, "init": str(path), "pretrained": None}}).build_model()
+    assert m.voxel_grid.shape[1:] == (200, 280)
+    sd = load_weights(path)
+    assert sd and all(torch.equal(v, sd[k]) for k, v in m.state_dict().items())
+    with pytest.raises(ValueError, match="both set"):
+        DetectorTask({"model": {"init": str(path), "pretrained": "shipped:weights/lidar-detector-rmae-backbone.safetensors"}}).build_model()
+    with pytest.raises(ValueError, match="does not fit"):
+        DetectorTask({"model": {"widths": [8, 16, 32], "init": str(path), "pretrained": None}}).build_model()
+    backbone = data_path("weights", "lidar-detector-rmae-backbone.safetensors")
+    with pytest.raises(ValueError, match="lidar-detector-rmae-backbone.safetensors is not a lidar/detector"):
+        DetectorTask({"model": {"init": str(backbone), "pretrained": None}}).build_model()
+
+
 def test_predict_cli_writes_kitti_labels_and_json(tmp_path, capsys):
     from maskworks.data import data_path
     from maskworks.domains.lidar.detector import LidarDetector
