@@ -605,7 +605,7 @@ class LidarDetector:
         m = dict(meta.get("model") or {})
         if "DetectorTask" not in str(meta.get("task", "")):
             raise ValueError(f"{path} is not a lidar/detector model (task {meta.get('task')!r})")
-        m.pop("pretrained", None)
+        m.pop("pretrained", None), m.pop("init", None)  # where training started; the weights are all here
         model = BEVDetector(grid=m.pop("grid", None), **m)
         load_weights(path, model)
         return cls(model, meta, device)

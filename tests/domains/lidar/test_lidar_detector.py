@@ -144,6 +144,10 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
     assert det.model.backbone.widths == (8, 16, 32)
     r = det.predict(np.zeros((10, 4), np.float32), score_threshold=0.0, top_k=5)
     assert len(r) <= 5 and r.boxes.shape[1] == 7
+    # a run started from those weights (model.init) trains on and loads for inference too
+    cfg2 = load_recipe(find_recipe("lidar/detector"), "smoke", ["trainer.max_steps=1", f"model.init={tmp_path / 'model.safetensors'}"])
+    assert fit(cfg2, tmp_path / "ft", progress=False)["steps"] == 1
+    assert LidarDetector.load(tmp_path / "ft" / "model.safetensors").model.backbone.widths == (8, 16, 32)
 
 
 def test_move_away_keeps_the_view_and_thins_as_inverse_square():
