@@ -27,10 +27,10 @@ UPLOAD_TYPES = [".bin", ".pcd", ".ply", ".npy"]
 
 @lru_cache(maxsize=1)
 def detector():
-    """The shipped detector, loaded once."""
-    from maskworks.domains.lidar.detector import LidarDetector
+    """The shipped detector (the near model, and the far one beyond 38 m ahead), loaded once."""
+    from maskworks.domains.lidar.detector import load_detector
 
-    return LidarDetector.load()
+    return load_detector()
 
 
 @lru_cache(maxsize=1)
@@ -67,13 +67,14 @@ def rmae_view(pts: np.ndarray) -> tuple[np.ndarray | None, str]:
 
 
 def shipped_grid():
-    """The shipped detector's voxel grid, read from its weights' header (no model built: the tab's text
-    needs it at start-up, the model only at the first scan)."""
+    """The grid the shipped detector covers (the far model's when one is shipped), read from the weights'
+    header (no model built: the tab's text needs it at start-up, the model only at the first scan)."""
     from maskworks.core.training.checkpoint import weights_metadata
     from maskworks.data import data_path
-    from maskworks.domains.lidar.detector import DEFAULT_WEIGHTS, make_grid
+    from maskworks.domains.lidar.detector import DEFAULT_WEIGHTS, FAR_WEIGHTS, make_grid
 
-    return make_grid((weights_metadata(data_path(*DEFAULT_WEIGHTS)).get("model") or {}).get("grid"))
+    path = data_path(*FAR_WEIGHTS) if data_path(*FAR_WEIGHTS).is_file() else data_path(*DEFAULT_WEIGHTS)
+    return make_grid((weights_metadata(path).get("model") or {}).get("grid"))
 
 
 def shipped_init() -> str:
@@ -288,7 +289,8 @@ def build_tab() -> None:
     grid = shipped_grid()
     (x0, x1), (y0, y1) = grid.x_range, grid.y_range
     gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
-                "the better run on held-out simulated scenes; docs/3d/detection.md): cars, pedestrians and cyclists "
+                "the better run on held-out simulated scenes; docs/3d/detection.md; beyond 38 m ahead, the same detector "
+                "fine-tuned on a longer grid): cars, pedestrians and cyclists "
                 f"from {-x0:g} m behind to {x1:g} m ahead of the sensor and {y1:g} m to either side, each scan read as "
                 "it is and mirrored left-right (the two averaged), each "
                 "box stood on the ground seen around it, each car turned and moved onto its own returns. Upload a scan "

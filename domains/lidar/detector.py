@@ -631,6 +631,49 @@ class LidarDetector:
         return det
 
 
+class RangeDetector:
+    """Two detectors split by forward range: ``near`` reports the objects centred at ``x < split_x``,
+    ``far`` (a grid reaching further ahead) the rest, so a far-reaching model adds range without
+    changing what the near model reports. ``split_x`` defaults to the near grid's forward edge minus
+    half a car length (2 m), where a car is still whole in the near grid."""
+
+    def __init__(self, near: LidarDetector, far: LidarDetector, split_x: float | None = None) -> None:
+        if far.grid.x_range[1] <= near.grid.x_range[1]:
+            raise ValueError(f"the far detector's grid ends at x = {far.grid.x_range[1]:g} m, not beyond the near "
+                             f"one's ({near.grid.x_range[1]:g} m): give a detector trained on a longer grid (--preset far)")
+        self.near, self.far = near, far
+        self.split_x = near.grid.x_range[1] - 2.0 if split_x is None else float(split_x)
+        self.grid, self.cfg, self.device = far.grid, near.cfg, near.device
+
+    def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
+                **inference) -> Detections:
+        """:meth:`LidarDetector.predict` of both, each kept on its side of ``split_x``, best first."""
+        a = self.near.predict(points, score_threshold, top_k, **inference)
+        b = self.far.predict(points, score_threshold, top_k, **inference)
+        keep = np.concatenate([a.boxes[:, 0] < self.split_x, b.boxes[:, 0] >= self.split_x]).astype(bool)
+        boxes = np.concatenate([a.boxes.reshape(-1, 7), b.boxes.reshape(-1, 7)])[keep]
+        scores = np.concatenate([a.scores, b.scores])[keep]
+        classes = [c for c, k in zip(a.classes + b.classes, keep) if k]
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return Detections(boxes[order], [classes[i] for i in order], scores[order])
+
+
+FAR_WEIGHTS = ("weights", "lidar-detector-far.safetensors")
+
+
+def load_detector(weights: str | Path | None = None, far_weights: str | Path | None = None,
+                  device: str | torch.device | None = None) -> "LidarDetector | RangeDetector":
+    """The detector the tools use: ``weights`` alone, or ``weights`` near and ``far_weights`` beyond
+    (:class:`RangeDetector`). With neither: the shipped pair (the shipped near model alone when no far
+    model is shipped)."""
+    from maskworks.data import data_path
+
+    near = LidarDetector.load(weights, device)
+    if far_weights is None and weights is None and data_path(*FAR_WEIGHTS).is_file():
+        far_weights = data_path(*FAR_WEIGHTS)
+    return RangeDetector(near, LidarDetector.load(far_weights, device)) if far_weights else near
+
+
 INFERENCE_OPTIONS = ("tta", "settle", "fit")
 
 
@@ -666,7 +709,10 @@ def predict_main(argv: list[str] | None = None) -> int:
                                             "(KITTI label_2 layout, 16th column = score) and <name>.json per file.")
     p.add_argument("files", nargs="+")
     p.add_argument("--out", required=True)
-    p.add_argument("--weights")
+    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, near and far)")
+    p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
+                   "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model "
+                   "when --weights is not given")
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
     add_inference_options(p)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -677,7 +723,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    det = LidarDetector.load(a.weights, a.device)
+    det = load_detector(a.weights, a.far_weights, a.device)
     calib = read_calib(a.calib) if a.calib else None
     rc = 0
     for f in a.files:

@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="KITTI folder (or its parent holding training/)")
     p.add_argument("--pred", help="folder of KITTI label_2-format predictions (16th column = score); skips the detector")
     p.add_argument("--weights", help="detector safetensors (default: the shipped data/weights/lidar-detector.safetensors)")
+    p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
+                   "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model when "
+                   "--weights is not given")
     p.add_argument("--frames", nargs="*", help="frame ids (default: every label file)")
     p.add_argument("--threshold", type=float, default=0.05, help="detector score threshold (default 0.05)")
     p.add_argument("--simulated", type=int, default=0, metavar="N",
@@ -364,10 +367,10 @@ def main(argv: list[str] | None = None) -> int:
                 d = objects_to_frame(objs, calib, f)
                 dets.append(restrict_to_fov(d, calib))
         else:
-            from .detector import LidarDetector
+            from .detector import load_detector
             from .io import read_kitti_bin
 
-            det = LidarDetector.load(a.weights)
+            det = load_detector(a.weights, a.far_weights)
             for f, calib in zip(frames, calibs):
                 r = det.predict(read_kitti_bin(root / "velodyne" / f"{f}.bin", drop_nan=True), score_threshold=a.threshold,
                                 **inference)
@@ -381,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(res))
     print("\nper label (in camera view, after the score threshold):")
     print(format_matches(rows))
-    out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "tta": bool(a.tta),
+    out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "far_weights": None if a.pred else a.far_weights, "tta": bool(a.tta),
            **{k: (None if a.pred else v) for k, v in inference.items() if k != "tta"},
            "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
     if a.simulated:
