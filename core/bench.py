@@ -24,7 +24,9 @@ CONFIGS = {
 
 
 def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32",
-                 device: str | None = None, seed: int = 0) -> dict:
+                 device: str | None = None, seed: int = 0, compile: bool = False) -> dict:
+    """One configuration; ``compile`` runs both models' forward passes through ``torch.compile``
+    (inductor), so the ratio compares compiled with compiled."""
     from maskworks.core.mae import MaskedAutoencoder
     from maskworks.core.masking import RandomMasking
     from maskworks.core.peers import hf_vitmae
@@ -43,9 +45,13 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
     amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if dtype == "bf16" else nullcontext
     gen = torch.Generator(device=dev).manual_seed(seed)
 
+    forward = {"maskworks": lambda: ours(x, generator=gen).loss, "huggingface": lambda: hf(pixel_values=x).loss}
+    if compile:
+        forward = {k: torch.compile(f) for k, f in forward.items()}
+
     def step(which: str) -> None:
         with amp():
-            loss = ours(x, generator=gen).loss if which == "maskworks" else hf(pixel_values=x).loss
+            loss = forward[which]()
         opts[which].zero_grad(set_to_none=True)
         loss.backward()
         opts[which].step()
@@ -53,7 +59,7 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
     med = time_alternating({k: (lambda i, k=k: step(k)) for k in opts}, steps, warmup, dev)
     ips = {k: c["batch"] / v for k, v in med.items()}
     return {"config": name, "label": c["label"], "device": str(dev), "dtype": dtype, "threads": torch.get_num_threads(),
-            "steps": steps, "maskworks_img_s": round(ips["maskworks"], 2), "huggingface_img_s": round(ips["huggingface"], 2),
+            "steps": steps, "compiled": compile, "maskworks_img_s": round(ips["maskworks"], 2), "huggingface_img_s": round(ips["huggingface"], 2),
             "ratio": round(ips["maskworks"] / ips["huggingface"], 3)}
 
 
@@ -66,15 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models' forward passes (inductor; the "
+                   "first steps compile, about a minute at (a) on CPU, and are not timed)")
     p.add_argument("--json", help="also write the results to this JSON file")
     a = p.parse_args(argv)
     dev = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = []
     for name in a.configs.split(","):
         for dtype in (["fp32", "bf16"] if dev.startswith("cuda") else ["fp32"]):
-            r = bench_config(name.strip(), a.steps, a.warmup, dtype, dev)
+            r = bench_config(name.strip(), a.steps, a.warmup, dtype, dev, compile=a.compile)
             results.append(r)
-            print(f"[{r['config']}] {r['label']} | {r['device']} {r['dtype']} | maskworks {r['maskworks_img_s']:.1f} img/s, "
+            print(f"[{r['config']}] {r['label']} | {r['device']} {r['dtype']}{' compiled' if r['compiled'] else ''} | maskworks {r['maskworks_img_s']:.1f} img/s, "
                   f"Hugging Face {r['huggingface_img_s']:.1f} img/s, ratio {r['ratio']:.2f}x", flush=True)
     if a.json:
         with open(a.json, "w") as f:

@@ -48,6 +48,13 @@ def test_mae_step_bench_reports_a_ratio():
     assert math.isclose(r["ratio"], r["maskworks_img_s"] / r["huggingface_img_s"], rel_tol=0.01)
 
 
+def test_mae_step_bench_compiles_both_models_when_asked():
+    from maskworks.core.bench import bench_config
+
+    r = bench_config("tiny", steps=1, warmup=1, compile=True)
+    assert r["compiled"] and r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
+
+
 def test_masks_command_draws_every_strategy(tmp_path):
     from maskworks.apps.mask_gallery import STRATEGY_CHOICES, draw_all
 
