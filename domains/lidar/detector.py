@@ -605,7 +605,8 @@ class LidarDetector:
         m = dict(meta.get("model") or {})
         if "DetectorTask" not in str(meta.get("task", "")):
             raise ValueError(f"{path} is not a lidar/detector model (task {meta.get('task')!r})")
-        m.pop("pretrained", None), m.pop("init", None)  # where training started; the weights are all here
+        for started_from in ("pretrained", "init"):  # where training started; the weights hold it all
+            m.pop(started_from, None)
         model = BEVDetector(grid=m.pop("grid", None), **m)
         load_weights(path, model)
         return cls(model, meta, device)
@@ -650,8 +651,10 @@ class RangeDetector:
         """:meth:`LidarDetector.predict` of both, each kept on its side of ``split_x``, best first."""
         a = self.near.predict(points, score_threshold, top_k, **inference)
         b = self.far.predict(points, score_threshold, top_k, **inference)
-        keep = np.concatenate([a.boxes[:, 0] < self.split_x, b.boxes[:, 0] >= self.split_x]).astype(bool)
-        boxes = np.concatenate([a.boxes.reshape(-1, 7), b.boxes.reshape(-1, 7)])[keep]
+        boxes = np.concatenate([a.boxes.reshape(-1, 7), b.boxes.reshape(-1, 7)])
+        from_near = np.arange(len(boxes)) < len(a)
+        keep = from_near == (boxes[:, 0] < self.split_x)  # near boxes before the split, far boxes from it on
+        boxes = boxes[keep]
         scores = np.concatenate([a.scores, b.scores])[keep]
         classes = [c for c, k in zip(a.classes + b.classes, keep) if k]
         order = np.argsort(-scores, kind="stable")[:top_k]

@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "Runs the shipped detector unless --pred gives KITTI label txt predictions.")
     p.add_argument("--data", required=True, help="KITTI folder (or its parent holding training/)")
     p.add_argument("--pred", help="folder of KITTI label_2-format predictions (16th column = score); skips the detector")
-    p.add_argument("--weights", help="detector safetensors (default: the shipped data/weights/lidar-detector.safetensors)")
+    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, data/weights/lidar-detector.safetensors "
+                   "near and lidar-detector-far.safetensors beyond 38 m ahead)")
     p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
                    "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model when "
                    "--weights is not given")
