@@ -677,6 +677,15 @@ def load_detector(weights: str | Path | None = None, far_weights: str | Path | N
     return RangeDetector(near, LidarDetector.load(far_weights, device)) if far_weights else near
 
 
+def add_weights_options(p) -> None:
+    """``--weights`` / ``--far-weights`` for :func:`load_detector` (predict and eval)."""
+    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, data/weights/"
+                   "lidar-detector.safetensors near and lidar-detector-far.safetensors beyond 38 m ahead)")
+    p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
+                   "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model "
+                   "when --weights is not given")
+
+
 INFERENCE_OPTIONS = ("tta", "settle", "fit")
 
 
@@ -712,10 +721,7 @@ def predict_main(argv: list[str] | None = None) -> int:
                                             "(KITTI label_2 layout, 16th column = score) and <name>.json per file.")
     p.add_argument("files", nargs="+")
     p.add_argument("--out", required=True)
-    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, near and far)")
-    p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
-                   "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model "
-                   "when --weights is not given")
+    add_weights_options(p)
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
     add_inference_options(p)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")

@@ -318,17 +318,15 @@ def sim_settings_from(path: str | Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``maskworks eval lidar/detection``: run the detector (or read ``--pred`` label files) and report AP_R40."""
+    from .detector import add_inference_options, add_weights_options, inference_options
+
     p = argparse.ArgumentParser(prog="maskworks eval lidar/detection",
                                 description="KITTI-style BEV/3-D AP_R40 (Car 0.7 / Ped 0.5 / Cyc 0.5 and the loose "
                                             "0.5 / 0.25 / 0.25) on a KITTI object folder (velodyne/, label_2/, calib/). "
-                                            "Runs the shipped detector unless --pred gives KITTI label txt predictions.")
+                                            "Runs the shipped detector pair unless --pred gives KITTI label txt predictions.")
     p.add_argument("--data", required=True, help="KITTI folder (or its parent holding training/)")
     p.add_argument("--pred", help="folder of KITTI label_2-format predictions (16th column = score); skips the detector")
-    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, data/weights/lidar-detector.safetensors "
-                   "near and lidar-detector-far.safetensors beyond 38 m ahead)")
-    p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
-                   "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model when "
-                   "--weights is not given")
+    add_weights_options(p)
     p.add_argument("--frames", nargs="*", help="frame ids (default: every label file)")
     p.add_argument("--threshold", type=float, default=0.05, help="detector score threshold (default 0.05)")
     p.add_argument("--simulated", type=int, default=0, metavar="N",
@@ -343,8 +341,6 @@ def main(argv: list[str] | None = None) -> int:
                         "metres (default -40 40 -40 40: the region every shipped grid has seen, so grids compare)")
     p.add_argument("--band", nargs=2, type=float, metavar=("LO", "HI"),
                    help="with --simulated: count only objects and detections at a range in [LO, HI) metres from the sensor")
-    from .detector import add_inference_options, inference_options
-
     add_inference_options(p)
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
