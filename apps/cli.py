@@ -46,7 +46,7 @@ def _dispatch(kind: str, table: dict[str, str], args: argparse.Namespace) -> int
 def cmd_train(args: argparse.Namespace) -> int:
     from maskworks.apps.recipes import find_recipe, list_recipes
     from maskworks.core.training import apply_overrides, fit, load_recipe
-    from maskworks.core.training.config import RecipeError
+    from maskworks.core.training.config import RecipeError, parse_yaml
 
     if args.list or not args.recipe:
         print("recipes:\n  " + "\n  ".join(list_recipes()))
@@ -54,9 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (args.recipe.replace("/", "-") + (f"-{args.preset}" if args.preset else ""))
     try:
         if args.resume and (out / "config.yaml").is_file():
-            import yaml
-
-            cfg = apply_overrides(yaml.safe_load((out / "config.yaml").read_text()), args.set)
+            cfg = apply_overrides(parse_yaml((out / "config.yaml").read_text()), args.set)
         else:
             cfg = load_recipe(find_recipe(args.recipe), args.preset, args.set)
         if args.devices:

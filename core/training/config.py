@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -11,6 +12,20 @@ import yaml
 
 class RecipeError(ValueError):
     """A recipe or an override that cannot be used, with what to change."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-3`` is a float as in YAML 1.2 (YAML 1.1 wants ``1.0e-3`` and
+    would hand a learning rate written ``1e-3`` to the trainer as a string)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as recipes read it (safe; exponent floats without a dot are floats)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _set_dotted(cfg: dict, key: str, value: Any, source: str) -> None:
@@ -33,7 +48,7 @@ def apply_overrides(cfg: dict, overrides: Iterable[str] | dict, source: str = "-
             if "=" not in item:
                 raise RecipeError(f"{source} {item!r}: expected key=value, e.g. trainer.max_steps=100")
             k, v = item.split("=", 1)
-            parsed.append((k.strip(), yaml.safe_load(v)))
+            parsed.append((k.strip(), parse_yaml(v)))
         items = parsed
     for k, v in items:
         _set_dotted(out, k, v, source)
@@ -44,7 +59,7 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides: Iterable
     """Load a recipe, apply a named preset (its ``presets:`` section), then ``--set`` overrides."""
     path = Path(path)
     try:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise RecipeError(f"recipe file {path} does not exist") from None
     except yaml.YAMLError as e:

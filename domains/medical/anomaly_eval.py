@@ -237,11 +237,11 @@ def main(argv: list[str]) -> int:
     rec_file = record_path(weights)
     record = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
     scoring = dict(record.get("scoring") or task.cfg.get("scoring") or {})
-    for item in a.scoring:
-        import yaml
+    from maskworks.core.training.config import parse_yaml
 
+    for item in a.scoring:
         k, _, v = item.partition("=")
-        scoring[k.strip()] = yaml.safe_load(v)
+        scoring[k.strip()] = parse_yaml(v)
     d = task.cfg["data"]
     root = Path(a.data) if a.data else resolve_data_root(d["root"])
     split = a.split if a.split is not None else (None if a.data else d.get("val_split"))

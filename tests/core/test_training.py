@@ -171,3 +171,15 @@ def test_bf16_autocast_and_gradient_accumulation_run(tmp_path):
     losses = logged_losses(tmp_path)
     assert len(losses) == 3 and all(0 < l < 10 for l in losses)
     assert summary["steps"] == 3 and (tmp_path / "tb").is_dir() and (tmp_path / "reconstruction.png").is_file()
+
+
+def test_overrides_and_recipes_read_exponent_floats_as_numbers(tmp_path):
+    """``1e-3`` without a dot is a string in YAML 1.1 (PyYAML); a learning rate must be a number."""
+    from maskworks.core.training import apply_overrides, load_recipe
+
+    cfg = apply_overrides({"trainer": {"lr": 0.1}}, ["trainer.lr=1e-3", "trainer.max_steps=7", "name=x1e3"])
+    assert cfg["trainer"] == {"lr": 0.001, "max_steps": 7} and cfg["name"] == "x1e3"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ntask: a:B\ntrainer: {lr: 5E-4, wd: -1e+2, steps: 10, tag: '1e-3'}\n")
+    t = load_recipe(recipe)["trainer"]
+    assert t == {"lr": 0.0005, "wd": -100.0, "steps": 10, "tag": "1e-3"}
