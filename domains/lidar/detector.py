@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -585,10 +585,13 @@ def drop_ego_returns(points: np.ndarray, radius: float = EGO_RADIUS) -> np.ndarr
 class LidarDetector:
     """Inference wrapper: ``LidarDetector.load().predict(points [N, >=3]) -> Detections``."""
 
-    def __init__(self, model: BEVDetector, cfg: dict | None = None, device: str | torch.device | None = None) -> None:
+    def __init__(self, model: BEVDetector, cfg: dict | None = None, device: str | torch.device | None = None,
+                 grid: VoxelGrid | None = None) -> None:
+        """``grid`` (default: the one it was trained on) may be any window of voxels aligned with it: the
+        network is convolutional (:class:`RangeDetector` runs its far model on the part ahead only)."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model, self.cfg = model.to(self.device).eval(), cfg or {}
-        self.grid = model.voxel_grid
+        self.grid = grid or model.voxel_grid
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device | None = None) -> "LidarDetector":
@@ -632,18 +635,33 @@ class LidarDetector:
         return det
 
 
+RECEPTIVE_CELLS = 20
+"""How far (in input cells) a detection's evidence reaches, with a margin: 3 x 3 convolutions at strides
+1, 2, 2, 4, 4 (backbone), 2, 2, 2 (neck, shared layer, head) and the 3 x 3 peak pooling at stride 2
+(an impulse moves head outputs up to 16 cells away, + 2 for the pooling; tested)."""
+
+
 class RangeDetector:
     """Two detectors split by forward range: ``near`` reports the objects centred at ``x < split_x``,
     ``far`` (a grid reaching further ahead) the rest, so a far-reaching model adds range without
     changing what the near model reports. ``split_x`` defaults to the near grid's forward edge minus
-    half a car length (2 m), where a car is still whole in the near grid."""
+    half a car length (2 m), where a car is still whole in the near grid. The far model only looks at
+    its grid from ``split_x`` minus its receptive field on (aligned with its coarsest stride), which
+    gives the same maps there at ~40 % of the cost (``crop=False``: the whole grid)."""
 
-    def __init__(self, near: LidarDetector, far: LidarDetector, split_x: float | None = None) -> None:
+    def __init__(self, near: LidarDetector, far: LidarDetector, split_x: float | None = None, crop: bool = True) -> None:
         if far.grid.x_range[1] <= near.grid.x_range[1]:
             raise ValueError(f"the far detector's grid ends at x = {far.grid.x_range[1]:g} m, not beyond the near "
                              f"one's ({near.grid.x_range[1]:g} m): give a detector trained on a longer grid (--preset far)")
-        self.near, self.far = near, far
+        self.near = near
         self.split_x = near.grid.x_range[1] - 2.0 if split_x is None else float(split_x)
+        self.far = far
+        if crop:
+            (x0, x1), cell = far.grid.x_range, far.grid.voxel_size
+            step = 4 * cell  # the backbone's coarsest stride: the window's cells line up with the full grid's
+            start = x0 + max(0.0, np.floor((self.split_x - RECEPTIVE_CELLS * cell - x0) / step)) * step
+            window = replace(far.grid, x_range=(round(float(start), 6), x1))
+            self.far = LidarDetector(far.model, far.cfg, far.device, grid=window)
         self.grid, self.cfg, self.device = far.grid, near.cfg, near.device
 
     def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,

@@ -429,7 +429,7 @@ def test_range_detector_keeps_each_model_on_its_side_of_the_split():
 
     near = _Fixed([10.0, 39.0, 37.9], [0.9, 0.8, 0.6], 40.0, ["Car", "Car", "Cyclist"])
     far = _Fixed([10.0, 39.0, 60.0], [0.5, 0.7, 0.95], 72.0)
-    rd = RangeDetector(near, far)
+    rd = RangeDetector(near, far, crop=False)  # stand-ins have no network to crop
     assert rd.split_x == 38.0 and rd.grid is far.grid
     r = rd.predict(np.zeros((5, 3)), 0.2, tta=False)
     # near keeps x = 10 and 37.9 (< 38), far keeps x = 39 and 60; best first
@@ -438,4 +438,37 @@ def test_range_detector_keeps_each_model_on_its_side_of_the_split():
     assert near.seen == far.seen == [(0.2, 100, {"tta": False})]
     assert rd.predict(np.zeros((5, 3)), top_k=2).scores.tolist() == [0.95, 0.9]
     with pytest.raises(ValueError, match="longer grid"):
-        RangeDetector(near, _Fixed([], [], 40.0))
+        RangeDetector(near, _Fixed([], [], 40.0), crop=False)
+
+
+def test_receptive_field_is_within_the_margin_the_range_detector_crops_by():
+    from maskworks.domains.lidar.detector import RECEPTIVE_CELLS, BEVDetector
+
+    torch.manual_seed(0)
+    m = BEVDetector().eval()
+    x = torch.zeros(1, 10, 200, 200)
+    with torch.no_grad():
+        a = m(x)
+        x[0, 5, 100, 100] = 1
+        b = m(x)
+    changed = (sum((a[k] - b[k]).abs().sum(1)[0] for k in a) > 0).numpy()
+    ys, xs = np.nonzero(changed)
+    reach = max(np.abs(2 * xs + 0.5 - 100.5).max(), np.abs(2 * ys + 0.5 - 100.5).max())  # stride-2 cells -> input cells
+    assert 8 <= reach and reach + 2 <= RECEPTIVE_CELLS  # + the 3 x 3 peak pool at stride 2
+
+
+def test_range_detector_crops_the_far_grid_without_changing_what_it_reports():
+    """The far model runs on its grid from x = 28.8 m (38 m minus the receptive field, on the stride-4
+    lattice): its detections beyond the split equal the whole grid's (KITTI 000001, top 500, floor 0.05)."""
+    from maskworks.domains.lidar.detector import LidarDetector, kitti_frame, load_detector
+
+    pair = load_detector()
+    assert pair.far.grid.x_range == (28.8, 72.0) and pair.far.grid.shape[1:] == (200, 108)
+    whole = LidarDetector(pair.far.model, pair.far.cfg, pair.far.device)
+    scan = kitti_frame("000001")
+    a, b = (d.predict(scan.points, 0.05, top_k=500) for d in (pair.far, whole))
+    ka, kb = a.boxes[:, 0] >= pair.split_x, b.boxes[:, 0] >= pair.split_x
+    assert ka.sum() == kb.sum() > 10
+    np.testing.assert_allclose(a.boxes[ka], b.boxes[kb], atol=1e-6)
+    np.testing.assert_allclose(a.scores[ka], b.scores[kb], atol=1e-6)
+    assert [c for c, k in zip(a.classes, ka) if k] == [c for c, k in zip(b.classes, kb) if k]
