@@ -653,9 +653,8 @@ class RangeDetector:
         if far.grid.x_range[1] <= near.grid.x_range[1]:
             raise ValueError(f"the far detector's grid ends at x = {far.grid.x_range[1]:g} m, not beyond the near "
                              f"one's ({near.grid.x_range[1]:g} m): give a detector trained on a longer grid (--preset far)")
-        self.near = near
+        self.near, self.far = near, far
         self.split_x = near.grid.x_range[1] - 2.0 if split_x is None else float(split_x)
-        self.far = far
         if crop:
             (x0, x1), cell = far.grid.x_range, far.grid.voxel_size
             step = 4 * cell  # the backbone's coarsest stride: the window's cells line up with the full grid's
