@@ -69,12 +69,10 @@ def rmae_view(pts: np.ndarray) -> tuple[np.ndarray | None, str]:
 def shipped_grid():
     """The grid the shipped detector covers (the far model's when one is shipped), read from the weights'
     header (no model built: the tab's text needs it at start-up, the model only at the first scan)."""
-    from maskworks.core.training.checkpoint import weights_metadata
-    from maskworks.data import data_path
-    from maskworks.domains.lidar.detector import DEFAULT_WEIGHTS, FAR_WEIGHTS, make_grid
+    from maskworks.domains.lidar.detector import detector_weights, make_grid, shipped_weights
 
-    path = data_path(*FAR_WEIGHTS) if data_path(*FAR_WEIGHTS).is_file() else data_path(*DEFAULT_WEIGHTS)
-    return make_grid((weights_metadata(path).get("model") or {}).get("grid"))
+    near, far = shipped_weights()
+    return make_grid((detector_weights(far or near)[1].get("model") or {}).get("grid"))
 
 
 def shipped_init() -> str:

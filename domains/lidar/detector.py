@@ -450,14 +450,12 @@ class DetectorTask(Task):
             if pre:
                 raise ValueError(f"model.init ({init}) and model.pretrained ({pre}) both set: a detector started from "
                                  "trained weights already has its backbone; set model.pretrained=null")
-            from maskworks.core.training.checkpoint import load_weights, weights_metadata
+            from maskworks.core.training.checkpoint import load_weights
 
-            path = resolve_shipped(init)
-            path = path / "model.safetensors" if path.is_dir() else path
-            meta = weights_metadata(path) if path.is_file() else {}
-            if "DetectorTask" not in str(meta.get("task", "")):
-                raise ValueError(f"model.init: {path} is not a lidar/detector model (task {meta.get('task')!r}); "
-                                 "give the model.safetensors of a `maskworks train lidar/detector` run")
+            try:
+                path, _ = detector_weights(resolve_shipped(init))
+            except ValueError as e:
+                raise ValueError(f"model.init: {e}") from None
             try:
                 load_weights(path, model)
             except (RuntimeError, ValueError) as e:
@@ -567,6 +565,31 @@ def evaluate_on_simulated(det: "LidarDetector", scenes: int = 8, first_seed: int
 
 # ----------------------------------------------------------------------------- inference
 DEFAULT_WEIGHTS = ("weights", "lidar-detector.safetensors")
+FAR_WEIGHTS = ("weights", "lidar-detector-far.safetensors")
+
+
+def shipped_weights() -> tuple[Path, Path | None]:
+    """The shipped detector's files: the near model, and the far one (None when none is shipped)."""
+    from maskworks.data import data_path
+
+    far = data_path(*FAR_WEIGHTS)
+    return data_path(*DEFAULT_WEIGHTS), far if far.is_file() else None
+
+
+def detector_weights(path: str | Path) -> tuple[Path, dict]:
+    """A ``maskworks train lidar/detector`` weights file (or its run folder) and the config recorded in its
+    header; anything else is refused with what to give instead."""
+    from maskworks.core.training.checkpoint import weights_metadata
+
+    path = Path(path)
+    path = path / "model.safetensors" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file or directory: {path}")
+    meta = weights_metadata(path)
+    if "DetectorTask" not in str(meta.get("task", "")):
+        raise ValueError(f"{path} is not a lidar/detector model (task {meta.get('task')!r}); "
+                         "give the model.safetensors of a `maskworks train lidar/detector` run")
+    return path, meta
 DEFAULT_SCORE_THRESHOLD = 0.3
 EGO_RADIUS = 2.0  # metres around the sensor's axis: the ego vehicle's own roof and body returns
 
@@ -598,16 +621,10 @@ class LidarDetector:
         """Rebuild from a ``maskworks train lidar/detector`` safetensors (default: the shipped weights),
         without re-reading the R-MAE backbone named in the recipe; on ``device`` (default: the GPU when
         there is one)."""
-        from maskworks.core.training.checkpoint import load_weights, weights_metadata
-        from maskworks.data import data_path
+        from maskworks.core.training.checkpoint import load_weights
 
-        path = Path(path) if path else data_path(*DEFAULT_WEIGHTS)
-        if path.is_dir():
-            path = path / "model.safetensors"
-        meta = weights_metadata(path)
+        path, meta = detector_weights(path or shipped_weights()[0])
         m = dict(meta.get("model") or {})
-        if "DetectorTask" not in str(meta.get("task", "")):
-            raise ValueError(f"{path} is not a lidar/detector model (task {meta.get('task')!r})")
         for started_from in ("pretrained", "init"):  # where training started; the weights hold it all
             m.pop(started_from, None)
         model = BEVDetector(grid=m.pop("grid", None), **m)
@@ -678,19 +695,14 @@ class RangeDetector:
         return Detections(boxes[order], [classes[i] for i in order], scores[order])
 
 
-FAR_WEIGHTS = ("weights", "lidar-detector-far.safetensors")
-
-
 def load_detector(weights: str | Path | None = None, far_weights: str | Path | None = None,
                   device: str | torch.device | None = None) -> "LidarDetector | RangeDetector":
     """The detector the tools use: ``weights`` alone, or ``weights`` near and ``far_weights`` beyond
     (:class:`RangeDetector`). With neither: the shipped pair (the shipped near model alone when no far
     model is shipped)."""
-    from maskworks.data import data_path
-
     near = LidarDetector.load(weights, device)
-    if far_weights is None and weights is None and data_path(*FAR_WEIGHTS).is_file():
-        far_weights = data_path(*FAR_WEIGHTS)
+    if far_weights is None and weights is None:
+        far_weights = shipped_weights()[1]
     return RangeDetector(near, LidarDetector.load(far_weights, device)) if far_weights else near
 
 
