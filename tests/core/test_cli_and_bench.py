@@ -52,7 +52,42 @@ def test_mae_step_bench_compiles_both_models_when_asked():
     from maskworks.core.bench import bench_config
 
     r = bench_config("tiny", steps=1, warmup=1, compile=True)
-    assert r["compiled"] and r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
+    assert r["compiled"] == "both" and r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
+    with pytest.raises(ValueError, match="compile must be one of"):
+        bench_config("tiny", steps=1, warmup=1, compile="hf")
+
+
+def test_mae_step_flops_match_a_hand_count():
+    """Both models' FLOPs per step at the tiny configuration, counted by hand (2 per multiply-add;
+    a linear costs 2MKN forward and 4MKN backward, 2MKN when its input needs no gradient; attention
+    4 B Sq Sk D forward and 10 B Sq Sk D backward, as flash attention recomputes the scores). The
+    difference is exactly the work we skip."""
+    from maskworks.core.bench import CONFIGS, build_pair, step_flops
+
+    c = CONFIGS["tiny"]
+    b, d, dd, p = c["batch"], c["embed_dim"], c["decoder_embed_dim"], 16 * 16 * 3
+    n = (c["image"] // 16) ** 2
+    vis = n // 4  # 75 % masking
+    ne, nd, q = 1 + vis, 1 + n, n - vis  # encoder tokens, decoder tokens, predicted tokens
+
+    def linear(m, k, out, input_grad=True):
+        return (6 if input_grad else 4) * b * m * k * out
+
+    def attention(sq, sk, dim):
+        return 14 * b * sq * sk * dim
+
+    def block(tokens, dim):  # qkv, attention, output projection, MLP
+        return linear(tokens, dim, 3 * dim) + attention(tokens, tokens, dim) + linear(tokens, dim, dim) \
+            + linear(tokens, dim, 4 * dim) + linear(tokens, 4 * dim, dim)
+
+    shared = c["depth"] * block(ne, d) + linear(ne, d, dd) + (c["decoder_depth"] - 1) * block(nd, dd)
+    theirs = shared + linear(n, p, d, input_grad=False) + block(nd, dd) + linear(nd, dd, p)
+    # ours: visible patches only; the last block's queries, projection and MLP and the head on masked tokens only
+    last = linear(nd, dd, 3 * dd) + attention(q, nd, dd) + linear(q, dd, dd) + linear(q, dd, 4 * dd) + linear(q, 4 * dd, dd)
+    ours = shared + linear(vis, p, d, input_grad=False) + last + linear(q, dd, p)
+    model, hf, x = build_pair("tiny")
+    assert step_flops(lambda: model(x).loss) == ours
+    assert step_flops(lambda: hf(pixel_values=x).loss) == theirs > ours
 
 
 def test_masks_command_draws_every_strategy(tmp_path):
