@@ -27,7 +27,7 @@ UPLOAD_TYPES = [".bin", ".pcd", ".ply", ".npy"]
 
 @lru_cache(maxsize=1)
 def detector():
-    """The shipped detector (the near model, and the far one beyond 38 m ahead), loaded once."""
+    """The shipped detector (the near model, and the far one beyond the hand-over), loaded once."""
     from maskworks.domains.lidar.detector import load_detector
 
     return load_detector()
@@ -282,12 +282,13 @@ def build_tab() -> None:
     """Creates the tab's components."""
     import gradio as gr
 
-    from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD
+    from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD, shipped_split_x
 
     grid = shipped_grid()
     (x0, x1), (y0, y1) = grid.x_range, grid.y_range
     gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
-                "the better run on held-out simulated scenes; docs/3d/detection.md; beyond 38 m ahead, the same detector "
+                "the better run on held-out simulated scenes; docs/3d/detection.md; beyond "
+                f"{shipped_split_x():g} m ahead, the same detector "
                 "fine-tuned on a longer grid): cars, pedestrians and cyclists "
                 f"from {-x0:g} m behind to {x1:g} m ahead of the sensor and {y1:g} m to either side, each scan read as "
                 "it is and mirrored left-right (the two averaged), each "

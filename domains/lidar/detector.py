@@ -653,6 +653,17 @@ class LidarDetector:
 
 
 RECEPTIVE_CELLS = 20
+SPLIT_MARGIN_M = 2.0  # half a car: a car centred this far inside the near grid's forward edge is still whole in it
+
+
+def default_split_x(near_grid) -> float:
+    """Where :class:`RangeDetector` hands over from the near model to the far one by default."""
+    return near_grid.x_range[1] - SPLIT_MARGIN_M
+
+
+def shipped_split_x() -> float:
+    """The shipped pair's hand-over, from the near model's header (no model built)."""
+    return default_split_x(make_grid((detector_weights(shipped_weights()[0])[1].get("model") or {}).get("grid")))
 """How far (in input cells) a detection's evidence reaches, with a margin: 3 x 3 convolutions at strides
 1, 2, 2, 4, 4 (backbone), 2, 2, 2 (neck, shared layer, head) and the 3 x 3 peak pooling at stride 2
 (an impulse moves head outputs up to 16 cells away, + 2 for the pooling; tested)."""
@@ -671,7 +682,7 @@ class RangeDetector:
             raise ValueError(f"the far detector's grid ends at x = {far.grid.x_range[1]:g} m, not beyond the near "
                              f"one's ({near.grid.x_range[1]:g} m): give a detector trained on a longer grid (--preset far)")
         self.near, self.far = near, far
-        self.split_x = near.grid.x_range[1] - 2.0 if split_x is None else float(split_x)
+        self.split_x = default_split_x(near.grid) if split_x is None else float(split_x)
         if crop:
             (x0, x1), cell = far.grid.x_range, far.grid.voxel_size
             step = 4 * cell  # the backbone's coarsest stride: the window's cells line up with the full grid's
@@ -708,10 +719,14 @@ def load_detector(weights: str | Path | None = None, far_weights: str | Path | N
 
 def add_weights_options(p) -> None:
     """``--weights`` / ``--far-weights`` for :func:`load_detector` (predict and eval)."""
+    try:
+        hand_over = f"{shipped_split_x():g} m ahead"
+    except (OSError, ValueError):  # no shipped model: --weights still works
+        hand_over = "the near grid"
     p.add_argument("--weights", help="detector safetensors (default: the shipped pair, data/weights/"
-                   "lidar-detector.safetensors near and lidar-detector-far.safetensors beyond 38 m ahead)")
+                   f"lidar-detector.safetensors near and lidar-detector-far.safetensors beyond {hand_over})")
     p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
-                   "centred beyond the first's grid (2 m inside its forward edge); default: the shipped far model "
+                   f"centred beyond the first's grid ({SPLIT_MARGIN_M:g} m inside its forward edge); default: the shipped far model "
                    "when --weights is not given")
 
 

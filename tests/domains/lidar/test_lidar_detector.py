@@ -280,11 +280,12 @@ def test_shipped_pair_reaches_the_far_car_and_keeps_the_near_models_detections()
     0.85 measured; 000001 is a training frame, so this shows the reach, not generalisation), which the
     near grid (to 40 m) cannot hold, and reports exactly the near model's detections nearer than 38 m."""
     from maskworks.domains.lidar.detector import (DEFAULT_SCORE_THRESHOLD, LidarDetector, RangeDetector, kitti_frame,
-                                                  load_detector)
+                                                  load_detector, shipped_split_x)
     from maskworks.domains.lidar.iou import bev_iou
 
     pair, near = load_detector(), LidarDetector.load()
     assert isinstance(pair, RangeDetector) and pair.grid.x_range == (-40.0, 72.0)
+    assert pair.split_x == shipped_split_x() == 38.0  # what the tab's text and --weights help say, read without a model
     scan = kitti_frame("000001")
     car = scan.boxes[scan.labels == 0]
     assert len(car) == 1 and np.hypot(*car[0, :2]) > 60
