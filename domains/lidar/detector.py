@@ -653,6 +653,9 @@ class LidarDetector:
 
 
 RECEPTIVE_CELLS = 20
+"""How far (in input cells) a detection's evidence reaches, with a margin: 3 x 3 convolutions at strides
+1, 2, 2, 4, 4 (backbone), 2, 2, 2 (neck, shared layer, head) and the 3 x 3 peak pooling at stride 2
+(an impulse moves head outputs up to 16 cells away, + 2 for the pooling; tested)."""
 SPLIT_MARGIN_M = 2.0  # half a car: a car centred this far inside the near grid's forward edge is still whole in it
 
 
@@ -664,9 +667,6 @@ def default_split_x(near_grid) -> float:
 def shipped_split_x() -> float:
     """The shipped pair's hand-over, from the near model's header (no model built)."""
     return default_split_x(make_grid((detector_weights(shipped_weights()[0])[1].get("model") or {}).get("grid")))
-"""How far (in input cells) a detection's evidence reaches, with a margin: 3 x 3 convolutions at strides
-1, 2, 2, 4, 4 (backbone), 2, 2, 2 (neck, shared layer, head) and the 3 x 3 peak pooling at stride 2
-(an impulse moves head outputs up to 16 cells away, + 2 for the pooling; tested)."""
 
 
 class RangeDetector:
