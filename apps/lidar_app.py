@@ -69,10 +69,10 @@ def rmae_view(pts: np.ndarray) -> tuple[np.ndarray | None, str]:
 def shipped_grid():
     """The grid the shipped detector covers (the far model's when one is shipped), read from the weights'
     header (no model built: the tab's text needs it at start-up, the model only at the first scan)."""
-    from maskworks.domains.lidar.detector import detector_weights, make_grid, shipped_weights
+    from maskworks.domains.lidar.detector import shipped_weights, weights_grid
 
     near, far = shipped_weights()
-    return make_grid((detector_weights(far or near)[1].get("model") or {}).get("grid"))
+    return weights_grid(far or near)
 
 
 def shipped_init() -> str:

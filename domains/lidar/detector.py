@@ -590,6 +590,13 @@ def detector_weights(path: str | Path) -> tuple[Path, dict]:
         raise ValueError(f"{path} is not a lidar/detector model (task {meta.get('task')!r}); "
                          "give the model.safetensors of a `maskworks train lidar/detector` run")
     return path, meta
+
+
+def weights_grid(path: str | Path) -> VoxelGrid:
+    """The grid a detector weights file was trained on, from its header (no model built)."""
+    return make_grid((detector_weights(path)[1].get("model") or {}).get("grid"))
+
+
 DEFAULT_SCORE_THRESHOLD = 0.3
 EGO_RADIUS = 2.0  # metres around the sensor's axis: the ego vehicle's own roof and body returns
 
@@ -666,7 +673,7 @@ def default_split_x(near_grid) -> float:
 
 def shipped_split_x() -> float:
     """The shipped pair's hand-over, from the near model's header (no model built)."""
-    return default_split_x(make_grid((detector_weights(shipped_weights()[0])[1].get("model") or {}).get("grid")))
+    return default_split_x(weights_grid(shipped_weights()[0]))
 
 
 class RangeDetector:

@@ -389,15 +389,15 @@ def main(argv: list[str] | None = None) -> int:
         from .simulator import recipe_sim
 
         settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
-        a.region = list(a.region or SIM_EVAL_REGION)
+        region = list(a.region or SIM_EVAL_REGION)
         sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings,
-                                    region=tuple(a.region), band=tuple(a.band) if a.band else None, **inference)
+                                    region=tuple(region), band=tuple(a.band) if a.band else None, **inference)
         whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"
-        where = f"x {a.region[0]:g}..{a.region[1]:g} m, y {a.region[2]:g}..{a.region[3]:g} m" + (
+        where = f"x {region[0]:g}..{region[1]:g} m, y {region[2]:g}..{region[3]:g} m" + (
             f", range {a.band[0]:g}..{a.band[1]:g} m" if a.band else "")
         print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; {where}; all difficulty levels alike):")
         print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
-        out["simulated"] = {"settings": settings, "settings_from": a.sim_from or "the detector", "region": a.region,
+        out["simulated"] = {"settings": settings, "settings_from": a.sim_from or "the detector", "region": region,
                             "band": a.band, **sim}
     if a.json:
         Path(a.json).write_text(json.dumps(json_safe(out), indent=2))
