@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test test-fast bench masks smoke clean
+.PHONY: setup demo test test-fast bench masks screenshots smoke clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ bench: setup
 
 masks: setup  ## the masking-strategy pictures of the README
 	$(BIN)/maskworks masks --out docs/masks
+
+screenshots: setup  ## the browser tests, refreshing the app pictures under docs/ that the README shows
+	MASKWORKS_UPDATE_DOCS=1 $(BIN)/python -m pytest -q -m browser
 
 smoke: setup  ## the first recipe, under a minute on CPU
 	$(BIN)/maskworks train image-mae-cxr --preset smoke

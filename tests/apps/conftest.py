@@ -81,12 +81,14 @@ def page(browser, demo_url):
 
 
 def save_screenshot(page, name: str, docs: str | None = None) -> Path:
-    """Full-page PNG under test-artifacts/; with ``docs`` (e.g. ``"3d/detection_app.png"``) also copied
-    to that picture under the checkout's docs/ when it has one (the README shows it)."""
+    """Full-page PNG under test-artifacts/; with ``docs`` (e.g. ``"3d/detection_app.png"``) and
+    ``MASKWORKS_UPDATE_DOCS=1`` (``make screenshots``) also copied to that picture under the checkout's
+    docs/ (the README shows it). Off by default, so that a test run leaves the checkout unchanged."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    target = Path(__file__).resolve().parents[2] / "docs" / docs if docs else None
+    update = docs and os.environ.get("MASKWORKS_UPDATE_DOCS") == "1"
+    target = Path(__file__).resolve().parents[2] / "docs" / docs if update else None
     if target is not None and target.parent.is_dir():
         shutil.copy(path, target)
     return path
