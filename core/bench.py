@@ -27,6 +27,15 @@ CONFIGS = {
 
 
 COMPILE_CHOICES = ("none", "both", "maskworks")
+DTYPE_CHOICES = ("fp32", "bf16")
+
+
+def precision(device: torch.device, dtype: str):
+    """The context a step runs in: nothing for fp32, bf16 autocast for bf16 (on a GPU, or on a CPU
+    with bf16 instructions, where it may or may not pay: the bench says)."""
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
 
 
 def step_flops(loss: Callable[[], torch.Tensor]) -> int:
@@ -74,11 +83,11 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
         raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
     c = CONFIGS[name]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision(dev, dtype)  # refuses an unknown dtype before anything is built
     ours, hf, x = build_pair(name, dev, seed)
     opt_kw = dict(lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
     opts = {"maskworks": torch.optim.AdamW(ours.parameters(), **opt_kw),
             "huggingface": torch.optim.AdamW(hf.parameters(), **opt_kw)}
-    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if dtype == "bf16" else nullcontext
     gen = torch.Generator(device=dev).manual_seed(seed)
 
     forward = {"maskworks": lambda: ours(x, generator=gen).loss, "huggingface": lambda: hf(pixel_values=x).loss}
@@ -86,7 +95,7 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
     forward = {k: torch.compile(f) if compile in ("both", k) else f for k, f in forward.items()}
 
     def step(which: str) -> None:
-        with amp():
+        with precision(dev, dtype):
             loss = forward[which]()
         opts[which].zero_grad(set_to_none=True)
         loss.backward()
@@ -114,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.compile the forward passes (inductor) of both models (--compile or --compile both: "
                    "like for like) or of ours only (--compile maskworks: our trainer compiled against Hugging Face "
                    "as shipped). The first steps compile, about a minute at (a) on CPU, and are not timed")
+    p.add_argument("--dtype", choices=(*DTYPE_CHOICES, "both"),
+                   help="fp32, bf16 (autocast) or both; default: both on a GPU, fp32 on a CPU (bf16 on a CPU is "
+                   "worth measuring only where it has bf16 instructions, e.g. AVX-512 BF16 or AMX)")
     p.add_argument("--json", help="also write the results to this JSON file")
     a = p.parse_args(argv)
     dev = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = a.dtype or ("both" if dev.startswith("cuda") else "fp32")
     results = []
     for name in a.configs.split(","):
-        for dtype in (["fp32", "bf16"] if dev.startswith("cuda") else ["fp32"]):
+        for dtype in (DTYPE_CHOICES if dtype == "both" else (dtype,)):
             r = bench_config(name.strip(), a.steps, a.warmup, dtype, dev, compile=a.compile)
             results.append(r)
             compiled = {"none": "", "both": " compiled", "maskworks": " (maskworks compiled, Hugging Face eager)"}[r["compiled"]]

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from maskworks.apps.cli import BENCHES, EVALS, PREDICTS, main
 
@@ -55,6 +56,24 @@ def test_mae_step_bench_compiles_both_models_when_asked():
     assert r["compiled"] == "both" and r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
     with pytest.raises(ValueError, match="compile must be one of"):
         bench_config("tiny", steps=1, warmup=1, compile="hf")
+
+
+def test_mae_step_bench_runs_bf16_on_cpu_when_asked(capsys):
+    """bf16 is an autocast context: linears compute in bf16 inside it and in fp32 without it."""
+    from maskworks.core.bench import bench_config, main, precision
+
+    lin, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    with precision(torch.device("cpu"), "bf16"):
+        assert lin(x).dtype == torch.bfloat16
+    with precision(torch.device("cpu"), "fp32"):
+        assert lin(x).dtype == torch.float32
+    r = bench_config("tiny", steps=1, warmup=1, dtype="bf16", device="cpu")
+    assert r["dtype"] == "bf16" and r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        bench_config("tiny", steps=1, warmup=1, dtype="fp16")
+    assert main(["--configs", "tiny", "--steps", "1", "--warmup", "1", "--device", "cpu", "--dtype", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu fp32 |" in out and "cpu bf16 |" in out
 
 
 def test_mae_step_flops_match_a_hand_count():
