@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "with the same configuration, alternating in one process; median of --steps timed steps "
                                 "after --warmup. Prints images/s of each and the ratio (ours / theirs).")
     p.add_argument("--configs", default="a,b", help="which configurations: a (ViT-tiny-like, batch 16), b (ViT-B, batch 8)")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10, help="timed steps of each model, alternating; the median is "
+                   "reported (default 10; 20 or more for figures you quote)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps of each model first (default 3)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--compile", nargs="?", const="both", default="none", choices=COMPILE_CHOICES,
                    help="torch.compile the forward passes (inductor) of both models (--compile or --compile both: "
