@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="start the Gradio app", description=
                        "Start the maskworks Gradio app (masking strategies, and the domain tabs). Binds "
                        "127.0.0.1 unless --host says otherwise; uses the GPU when present.")
-    d.add_argument("--host", default=os.environ.get("MASKWORKS_HOST", "127.0.0.1"))
-    d.add_argument("--port", type=int, default=int(os.environ.get("MASKWORKS_PORT", "7860")))
+    d.add_argument("--host", default=os.environ.get("MASKWORKS_HOST", "127.0.0.1"),
+                   help="address to bind (default 127.0.0.1, or $MASKWORKS_HOST; 0.0.0.0 exposes the app to your network)")
+    d.add_argument("--port", type=int, default=int(os.environ.get("MASKWORKS_PORT", "7860")),
+                   help="port (default 7860, or $MASKWORKS_PORT)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("masks", help="draw every masking strategy over an image", description=
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "figure and one PNG per strategy.")
     m.add_argument("--image", help="a PNG/JPEG (default: the shipped 224 px chest X-ray)")
     m.add_argument("--out", default="masks", help="output folder")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of every random mask (default 0: the README's pictures)")
     m.set_defaults(func=cmd_masks)
     return p
 

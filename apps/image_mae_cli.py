@@ -93,8 +93,8 @@ def predict(argv: list[str]) -> int:
                                 "<name>_reconstruction.png and <name>.json (masked-patch MSE) to --out.")
     p.add_argument("files", nargs="+", help="PNG/JPEG images")
     p.add_argument("--weights", help="model.safetensors or its run folder (default: runs/image-mae-cxr, else the shipped model)")
-    p.add_argument("--out", default="predictions")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="predictions", help="output folder (default %(default)s, created)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random mask (default 0; the same seed, the same mask)")
     a = p.parse_args(argv)
     from maskworks.core.datasets import DataLayoutError, load_image
     from maskworks.core.training.task import load_trained

@@ -770,10 +770,11 @@ def predict_main(argv: list[str] | None = None) -> int:
                                 description="Detect cars, pedestrians and cyclists in LiDAR scans (KITTI .bin, nuScenes "
                                             ".pcd.bin, or [N, >=3] .npy in metres, x forward, z up). Writes <name>.txt "
                                             "(KITTI label_2 layout, 16th column = score) and <name>.json per file.")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("files", nargs="+", help="scans to read (.bin, .pcd.bin, .pcd, .ply, .npy)")
+    p.add_argument("--out", required=True, help="folder for the <name>.txt and <name>.json files (created)")
     add_weights_options(p)
-    p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
+    p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                   help="report detections scoring at least this (default %(default)s; lower finds more, with more false alarms)")
     add_inference_options(p)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes (else an axis swap is used)")

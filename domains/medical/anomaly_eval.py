@@ -219,12 +219,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-normals", type=int, default=None,
                    help="use at most this many training normals (seeded) for statistics and the PatchCore bank")
     p.add_argument("--no-lesions", action="store_true", help="skip the synthetic-lesion localisation")
-    p.add_argument("--lesion-seed", type=int, default=0)
+    p.add_argument("--lesion-seed", type=int, default=0, help="seed of the synthetic lesions (default 0)")
     p.add_argument("--specificity", type=float, default=0.95, help="threshold on held-out normals (default 0.95)")
     p.add_argument("--json", help="write results as JSON here")
     p.add_argument("--md", help="write the Markdown table here")
     p.add_argument("--plot", help="ROC plot PNG (default: beside --json or --md, else roc.png)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     a = p.parse_args(argv)
 
     from maskworks.core.datasets import LabelledImageFolder
@@ -327,9 +327,9 @@ def bench_main(argv: list[str]) -> int:
                                 "with pixel error and the same masks, measured in the same run; prints the ratio.")
     p.add_argument("--weights", help="MemMC-MAE weights (default: shipped)")
     p.add_argument("--plain-weights", default=_default_plain(), help="plain MAE weights (default: shipped)")
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=30, help="timed calls per detector in each of 3 alternating rounds; the median is reported (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls before each round (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads torch may use (default 1)")
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     from maskworks.domains.medical.anomaly_detector import AnomalyDetector

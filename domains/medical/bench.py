@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="batch size (default %(default)s)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per model (default %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default %(default)s)")
-    p.add_argument("--peer", choices=["dense-recon", "classify", "both"], default="both")
-    p.add_argument("--decoder-width", type=int, default=256)
+    p.add_argument("--peer", choices=["dense-recon", "classify", "both"], default="both",
+                   help="the dense step to compare with (default %(default)s: one line each)")
+    p.add_argument("--decoder-width", type=int, default=256, help="SparK decoder channels (default %(default)s)")
     p.add_argument("--device", help="cpu or cuda; default: cuda when present, and cpu too")
     p.add_argument("--json", help="write the results (a list) here")
     a = p.parse_args(argv)

@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="subset of spark,moco,random")
     p.add_argument("--pretrain-steps", type=int, default=100,
                    help="SparK and MoCo pre-training steps each (default 100: a CPU budget; use thousands on a GPU)")
-    p.add_argument("--pretrain-batch", type=int, default=32)
+    p.add_argument("--pretrain-batch", type=int, default=32,
+                   help="SparK and MoCo pre-training batch (default 32, at most the training images)")
     p.add_argument("--spark", help="use this SparK backbone.safetensors instead of pre-training")
     p.add_argument("--moco", help="use this MoCo backbone.safetensors instead of pre-training")
     p.add_argument("--size", type=int, default=64, help="input size in px, a multiple of 32 (default 64)")

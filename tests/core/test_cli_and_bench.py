@@ -19,6 +19,31 @@ def test_every_subcommand_has_help_that_explains():
         assert r.returncode == 0 and phrase in r.stdout, (cmd, r.stdout)
 
 
+def test_every_option_of_every_command_says_what_it_does(monkeypatch):
+    """Each argument of the top-level commands and of every eval/predict/bench entry has a help text
+    (recorded as the parsers are built, then each ``--help`` is asked for)."""
+    import argparse
+
+    unexplained = []
+    add = argparse._ActionsContainer.add_argument
+
+    def recording_add(self, *args, **kwargs):
+        action = add(self, *args, **kwargs)
+        if not action.help and not isinstance(action, argparse._SubParsersAction):
+            unexplained.append("/".join(action.option_strings) or action.dest)
+        return action
+
+    monkeypatch.setattr(argparse._ActionsContainer, "add_argument", recording_add)
+    commands = [["--help"], ["train", "--help"], ["demo", "--help"], ["masks", "--help"]]
+    commands += [[kind, name, "--help"] for kind, table in [("eval", EVALS), ("predict", PREDICTS),
+                                                            ("bench", BENCHES)] for name in table]
+    for argv in commands:
+        unexplained.clear()
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0 and not unexplained, (argv, unexplained)
+
+
 def test_entries_are_registered_and_importable():
     import importlib
 
