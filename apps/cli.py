@@ -139,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (OSError, ValueError) as e:  # a missing file, a bad recipe, value or input: every input error is one
+        if os.environ.get("MASKWORKS_DEBUG") == "1":
+            raise
+        where = " ".join(x for x in (args.command, getattr(args, "name", None) or getattr(args, "recipe", None)) if x)
+        print(f"maskworks {where}: {e}\n(MASKWORKS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, default_collate
 
 from maskworks.core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_weights
-from maskworks.core.training.config import save_config
+from maskworks.core.training.config import RecipeError, save_config
 from maskworks.core.training.task import StepContext, Task, load_task
 
 DEFAULTS = {
@@ -78,10 +78,20 @@ def step_generator(seed: int, step: int, micro: int) -> torch.Generator:
 
 
 def trainer_config(cfg: dict) -> dict:
+    """The recipe's ``trainer`` section over :data:`DEFAULTS`, checked before anything runs: unknown
+    keys and numbers that are not numbers are refused with the key's name."""
     tr = {**DEFAULTS, **(cfg.get("trainer") or {})}
     unknown = set(cfg.get("trainer") or {}) - set(DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        raise RecipeError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    for key, default in DEFAULTS.items():
+        value = tr[key]
+        if key == "devices" or value is None or not isinstance(default, (int, float)):
+            continue  # devices may also be "auto" or a list; strings and lists are Fabric's to check
+        whole = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            raise RecipeError(f"trainer.{key} must be {'a whole number' if whole else 'a number'}, got {value!r} "
+                              f"(e.g. --set trainer.{key}={default})")
     return tr
 
 
@@ -90,9 +100,9 @@ def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = T
     from lightning.fabric import Fabric
     from lightning.fabric.loggers import CSVLogger, TensorBoardLogger
 
+    tr = trainer_config(cfg)  # a bad setting is refused before the run folder exists
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tr = trainer_config(cfg)
     devices = tr["devices"]
     strategy = tr["strategy"]
     if strategy == "auto" and isinstance(devices, int) and devices > 1 and not torch.cuda.is_available():

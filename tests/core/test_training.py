@@ -183,3 +183,24 @@ def test_overrides_and_recipes_read_exponent_floats_as_numbers(tmp_path):
     recipe.write_text("name: r\ntask: a:B\ntrainer: {lr: 5E-4, wd: -1e+2, steps: 10, tag: '1e-3'}\n")
     t = load_recipe(recipe)["trainer"]
     assert t == {"lr": 0.0005, "wd": -100.0, "steps": 10, "tag": "1e-3"}
+
+
+def test_bad_trainer_settings_are_refused_by_name_before_a_run_starts(tmp_path, capsys):
+    from maskworks.apps.cli import main
+    from maskworks.core.training.loop import trainer_config
+
+    assert trainer_config({"trainer": {"lr": 1, "max_steps": 5, "devices": "auto"}})["lr"] == 1  # an int is a number
+    for bad, message in [({"max_steps": "abc"}, "trainer.max_steps must be a whole number, got 'abc'"),
+                         ({"max_steps": 2.5}, "trainer.max_steps must be a whole number"),
+                         ({"lr": True}, "trainer.lr must be a number"),
+                         ({"max_stepz": 5}, r"unknown trainer settings \['max_stepz'\]")]:
+        with pytest.raises(RecipeError, match=message):
+            trainer_config({"trainer": bad})
+    run = tmp_path / "run"
+    assert main(["train", "image-mae-cxr", "--out", str(run), "--set", "trainer.max_steps=abc"]) == 2
+    err = capsys.readouterr().err
+    assert "maskworks train image-mae-cxr: trainer.max_steps must be a whole number" in err and "Traceback" not in err
+    assert not run.exists()  # refused before the run folder was made
+    missing = tmp_path / "nowhere.safetensors"
+    assert main(["eval", "image-mae", "--weights", str(missing)]) == 2
+    assert f"maskworks eval image-mae: No such file or directory: {missing}" in capsys.readouterr().err
