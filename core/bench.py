@@ -130,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the results to this JSON file")
     a = p.parse_args(argv)
     dev = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = a.dtype or ("both" if dev.startswith("cuda") else "fp32")
+    chosen = a.dtype or ("both" if dev.startswith("cuda") else "fp32")
+    dtypes = DTYPE_CHOICES if chosen == "both" else (chosen,)
     results = []
     for name in a.configs.split(","):
-        for dtype in (DTYPE_CHOICES if dtype == "both" else (dtype,)):
+        for dtype in dtypes:
             r = bench_config(name.strip(), a.steps, a.warmup, dtype, dev, compile=a.compile)
             results.append(r)
             compiled = {"none": "", "both": " compiled", "maskworks": " (maskworks compiled, Hugging Face eager)"}[r["compiled"]]

@@ -96,9 +96,9 @@ def test_mae_step_bench_runs_bf16_on_cpu_when_asked(capsys):
     assert r["dtype"] == "bf16" and r["maskworks_img_s"] > 0 and r["huggingface_img_s"] > 0
     with pytest.raises(ValueError, match="dtype must be one of"):
         bench_config("tiny", steps=1, warmup=1, dtype="fp16")
-    assert main(["--configs", "tiny", "--steps", "1", "--warmup", "1", "--device", "cpu", "--dtype", "both"]) == 0
+    assert main(["--configs", "tiny,tiny", "--steps", "1", "--warmup", "1", "--device", "cpu", "--dtype", "both"]) == 0
     out = capsys.readouterr().out
-    assert "cpu fp32 |" in out and "cpu bf16 |" in out
+    assert out.count("cpu fp32 |") == 2 and out.count("cpu bf16 |") == 2  # both dtypes for every configuration
 
 
 def test_mae_step_flops_match_a_hand_count():
