@@ -203,4 +203,7 @@ def test_bad_trainer_settings_are_refused_by_name_before_a_run_starts(tmp_path, 
     assert not run.exists()  # refused before the run folder was made
     missing = tmp_path / "nowhere.safetensors"
     assert main(["eval", "image-mae", "--weights", str(missing)]) == 2
-    assert f"maskworks eval image-mae: No such file or directory: {missing}" in capsys.readouterr().err
+    assert f"maskworks eval image-mae: no weights file {missing}: give the model.safetensors" in capsys.readouterr().err
+    (tmp_path / "unfinished").mkdir()
+    assert main(["eval", "image-mae", "--weights", str(tmp_path / "unfinished")]) == 2
+    assert "has no model.safetensors: the run has not finished" in capsys.readouterr().err
