@@ -33,8 +33,6 @@ DTYPE_CHOICES = ("fp32", "bf16")
 def precision(device: torch.device, dtype: str):
     """The context a step runs in: nothing for fp32, bf16 autocast for bf16 (on a GPU, or on a CPU
     with bf16 instructions, where it may or may not pay: the bench says)."""
-    if dtype not in DTYPE_CHOICES:
-        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
 
 
@@ -81,9 +79,10 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
     compile = {True: "both", False: "none"}.get(compile, compile)
     if compile not in COMPILE_CHOICES:
         raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
     c = CONFIGS[name]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision(dev, dtype)  # refuses an unknown dtype before anything is built
     ours, hf, x = build_pair(name, dev, seed)
     opt_kw = dict(lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
     opts = {"maskworks": torch.optim.AdamW(ours.parameters(), **opt_kw),

@@ -105,11 +105,11 @@ def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tup
 
     weights = Path(weights)
     if weights.is_dir():
-        if not (weights / "model.safetensors").is_file():
-            raise FileNotFoundError(f"run folder {weights} has no model.safetensors: the run has not finished "
-                                    f"(`maskworks train RECIPE --out {weights} --resume` finishes it)")
-        weights = weights / "model.safetensors"
-    if not weights.is_file():
+        run, weights = weights, weights / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"run folder {run} has no model.safetensors: the run has not finished "
+                                    f"(`maskworks train RECIPE --out {run} --resume` finishes it)")
+    elif not weights.is_file():
         raise FileNotFoundError(f"no weights file {weights}: give the model.safetensors of a `maskworks train` "
                                 "run, or its run folder")
     meta = weights_metadata(weights)
