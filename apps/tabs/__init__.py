@@ -1,0 +1,1 @@
+"""The demo's tabs, one module per domain: Gradio UI over the same job modules the CLI calls."""
