@@ -6,10 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from maskworks.core.masking import (
-    BlockMasking, ColorNoiseMasking, GridBlockMasking, HardPatchMasking, PointBlockMasking, RadialSectorMasking,
-    RandomMasking, RunningCellMasking, TubeMasking,
+    BlockMasking,
+    ColorNoiseMasking,
+    GridBlockMasking,
+    HardPatchMasking,
+    PointBlockMasking,
+    RadialSectorMasking,
+    RandomMasking,
+    RunningCellMasking,
+    TubeMasking,
 )
 from maskworks.core.masking.viz import draw_mask
 
@@ -99,9 +105,8 @@ def load_gray(path: str | Path, size: int = 224) -> np.ndarray:
 
 def draw_all(image: str | Path | None, out: Path, seed: int = 0, patch: int = 16) -> list[Path]:
     """One gallery PNG of every strategy over the image, plus one PNG per strategy."""
-    from PIL import Image
-
     from maskworks.core.masking.viz import mask_gallery
+    from PIL import Image
 
     img = load_gray(image or default_image())
     grid = (img.shape[0] // patch, img.shape[1] // patch)

@@ -10,32 +10,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maskworks.core.io.errors import InputError
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 SPLIT_COLUMNS = ("split", "patient_split")
 
 
-class DataLayoutError(ValueError):
-    """A data folder that does not follow the ``images/`` + ``labels.csv`` layout."""
-
-
 def read_labels(root: str | Path, split: str | None = None) -> list[dict[str, str]]:
     root = Path(root)
     path = root / "labels.csv"
     if not path.is_file():
-        raise DataLayoutError(f"{root}: no labels.csv; expected images/ plus labels.csv with columns file,label")
+        raise InputError(root, "no labels.csv", "give a folder with images/ and labels.csv (columns file,label[,split])")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"file", "label"} <= set(rows[0]):
-        raise DataLayoutError(f"{path}: needs a header with at least 'file' and 'label' columns")
+        raise InputError(path, "no header with 'file' and 'label' columns", "make the first line file,label[,split]")
     if split is not None:
         col = next((c for c in SPLIT_COLUMNS if c in rows[0]), None)
         if col is None:
-            raise DataLayoutError(f"{path}: asked for split {split!r} but there is no split column {SPLIT_COLUMNS}")
+            raise InputError(path, f"asked for split {split!r} but there is no split column {SPLIT_COLUMNS}",
+                             "add a split column or do not ask for a split")
         rows = [r for r in rows if r[col] == split]
         if not rows:
-            raise DataLayoutError(f"{path}: split {split!r} is empty")
+            raise InputError(path, f"split {split!r} is empty", "check the split names in the split column")
     return rows
 
 
@@ -48,7 +46,7 @@ def load_image(path: str | Path, channels: int = 1, size: int | None = None) -> 
                 im = im.resize((size, size), Image.BILINEAR)
             a = np.asarray(im, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as e:
-        raise DataLayoutError(f"{path}: not a readable image ({e})") from None
+        raise InputError(path, f"not a readable image ({e})", "give a PNG or JPEG file") from None
     t = torch.from_numpy(a)
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
 

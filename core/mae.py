@@ -11,12 +11,18 @@ from functools import partial
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.layers import Block, sincos_pos_embed
 from maskworks.core.losses import masked_mse
-from maskworks.core.masking import Mask, MaskingStrategy, RandomMasking, gather_tokens, keep_visible, no_mask
+from maskworks.core.masking import (
+    Mask,
+    MaskingStrategy,
+    RandomMasking,
+    gather_tokens,
+    keep_visible,
+    no_mask,
+)
 from maskworks.core.masking.ops import patchify, restore_tokens, unpatchify
+from torch import Tensor, nn
 
 
 @dataclass

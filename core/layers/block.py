@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.layers.attention import Attention, CrossAttention
+from torch import Tensor, nn
 
 
 class Mlp(nn.Module):

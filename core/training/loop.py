@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Sampler, default_collate
-
-from maskworks.core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_weights
-from maskworks.core.training.config import RecipeError, save_config
+from maskworks.core.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from maskworks.core.training.config import check_settings, save_config
 from maskworks.core.training.task import StepContext, Task, load_task
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 DEFAULTS = {
     "seed": 0, "max_steps": 100, "batch_size": 32, "accumulate": 1, "precision": "32-true",
@@ -80,19 +84,8 @@ def step_generator(seed: int, step: int, micro: int) -> torch.Generator:
 def trainer_config(cfg: dict) -> dict:
     """The recipe's ``trainer`` section over :data:`DEFAULTS`, checked before anything runs: unknown
     keys and numbers that are not numbers are refused with the key's name."""
-    tr = {**DEFAULTS, **(cfg.get("trainer") or {})}
-    unknown = set(cfg.get("trainer") or {}) - set(DEFAULTS)
-    if unknown:
-        raise RecipeError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    for key, default in DEFAULTS.items():
-        value = tr[key]
-        if key == "devices" or value is None or not isinstance(default, (int, float)):
-            continue  # devices may also be "auto" or a list; strings and lists are Fabric's to check
-        whole = isinstance(default, int)
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
-            raise RecipeError(f"trainer.{key} must be {'a whole number' if whole else 'a number'}, got {value!r} "
-                              f"(e.g. --set trainer.{key}={default})")
-    return tr
+    # devices may also be "auto" or a list; strings and lists are Fabric's to check
+    return check_settings("trainer", cfg.get("trainer"), DEFAULTS, free=("devices",))
 
 
 def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -101,6 +94,7 @@ def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = T
     from lightning.fabric.loggers import CSVLogger, TensorBoardLogger
 
     tr = trainer_config(cfg)  # a bad setting is refused before the run folder exists
+    load_task(cfg).check_recipe()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     devices = tr["devices"]
@@ -166,7 +160,8 @@ def _fit(fabric, cfg: dict, tr: dict, run_dir: Path, resume: bool, progress: boo
             batch = fabric.to_device(next(batches))
             ctx = StepContext(step=step, max_steps=max_steps, epoch=step // sampler.steps_per_epoch,
                               generator=step_generator(int(tr["seed"]), step, j), device=fabric.device,
-                              rank=fabric.global_rank, world_size=world, local_batch=sampler.micro)
+                              rank=fabric.global_rank, world_size=world, local_batch=sampler.micro,
+                              model=model.module)
             with fabric.no_backward_sync(model, enabled=j < acc - 1):
                 out = task.training_step(model, batch, ctx)
                 out = out if isinstance(out, dict) else {"loss": out}

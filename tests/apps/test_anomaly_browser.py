@@ -8,9 +8,9 @@ TAB = "Anomaly heatmap (chest X-ray)"
 
 
 def _expected_z(name: str) -> float:
-    from maskworks.apps.anomaly_app import examples_dir
-    from maskworks.domains.medical.anomaly_detector import AnomalyDetector, to_unit_range
-    from maskworks.domains.medical.io import load_medical_image
+    from maskworks.apps.tabs.anomaly import examples_dir
+    from maskworks.domains.medical.anomaly.detector import AnomalyDetector, to_unit_range
+    from maskworks.domains.medical.imaging.io import load_medical_image
 
     arr, meta = load_medical_image(examples_dir() / name)
     return AnomalyDetector.load().analyse(to_unit_range(arr, meta)).z

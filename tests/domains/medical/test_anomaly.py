@@ -10,9 +10,9 @@ import torch
 
 from maskworks.core.mae import MaskedAutoencoder
 from maskworks.core.masking import RandomMasking
-from maskworks.domains.medical.anomaly import MemMCMAE, normal_split
-from maskworks.domains.medical.anomaly_eval import aupro, auroc, insert_lesions
-from maskworks.domains.medical.anomaly_scoring import (
+from maskworks.domains.medical.anomaly.memmc_mae import MemMCMAE, normal_split
+from maskworks.domains.medical.anomaly.evaluate import aupro, auroc, insert_lesions
+from maskworks.domains.medical.anomaly.scoring import (
     AnomalyScorer, Calibration, complementary_masks, gaussian_blur, ssim_map,
 )
 

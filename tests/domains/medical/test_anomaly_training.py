@@ -12,8 +12,8 @@ import torch
 from maskworks.apps.recipes import find_recipe
 from maskworks.core.training import fit, load_recipe
 from maskworks.data import data_path
-from maskworks.domains.medical.anomaly_detector import AnomalyDetector, to_unit_range
-from maskworks.domains.medical.io import load_medical_image
+from maskworks.domains.medical.anomaly.detector import AnomalyDetector, to_unit_range
+from maskworks.domains.medical.imaging.io import load_medical_image
 
 
 def _tiny_folder(root: Path, n_normal: int = 40, n_abnormal: int = 6) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from maskworks.domains.medical.bench import main
+from maskworks.apps.commands.medical import bench_spark_step as main
 
 torch.set_num_threads(1)
 

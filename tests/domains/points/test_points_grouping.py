@@ -8,7 +8,7 @@ import torch
 from maskworks.data import data_path
 from maskworks.domains.points.grouping import (coverage_radius, farthest_point_sample, gather_points,
                                                group_points, knn)
-from maskworks.domains.points.io import read_points
+from maskworks.core.io.points import read_points
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -80,7 +80,7 @@ def test_knn_equals_cdist_sort(device: str) -> None:
 
 def test_knn_far_from_origin_lidar_coordinates() -> None:
     """KITTI points 30-70 m away: exact differences keep neighbour order right."""
-    from maskworks.domains.points.io import read_kitti_bin
+    from maskworks.core.io.points import read_kitti_bin
     scan = torch.from_numpy(read_kitti_bin(data_path("3d", "kitti", "training", "velodyne", "000001.bin")).xyz)
     far = scan[(scan[:, 0] > 30) & (scan[:, 0] < 70)][:3000].double()
     d, i = knn(far[:300], far, 8)
