@@ -10,10 +10,7 @@ from maskworks.apps.commands.common import add_batch_options, run_predict
 
 
 def bench_mae_step(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
 
-    import torch
     from maskworks.core.bench import COMPILE_CHOICES, DTYPE_CHOICES, bench_config
 
     p = argparse.ArgumentParser(prog="maskworks bench mae-step", description=

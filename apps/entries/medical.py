@@ -1,7 +1,8 @@
 """The medical domain: anomaly heatmaps (predict, eval, latency bench, tab), the label-fraction study, the SparK
 step benchmark."""
 EVALS = {"medical/label-fractions": "maskworks.apps.commands.medical:eval_label_fractions",
-         "medical/anomaly": "maskworks.apps.commands.medical:eval_anomaly"}
+         "medical/anomaly": "maskworks.apps.commands.medical:eval_anomaly",
+         "medical/anomaly-scoring": "maskworks.apps.commands.medical:eval_anomaly_scoring"}
 PREDICTS = {"medical/anomaly": "maskworks.apps.commands.medical:predict_anomaly"}
 BENCHES = {"spark-step": "maskworks.apps.commands.medical:bench_spark_step",
            "anomaly-latency": "maskworks.apps.commands.medical:bench_anomaly_latency"}

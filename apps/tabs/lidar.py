@@ -220,7 +220,7 @@ def build_tab() -> None:
     )
 
     grid = shipped_grid()
-    (x0, x1), (y0, y1) = grid.x_range, grid.y_range
+    (x0, x1), (_, y1) = grid.x_range, grid.y_range
     gr.Markdown(f"CenterPoint-style detector on the R-MAE BEV backbone (shipped weights: **{shipped_init()}**, "
                 "the better run on held-out simulated scenes; docs/3d/detection.md; beyond "
                 f"{shipped_split_x():g} m ahead, the same detector "

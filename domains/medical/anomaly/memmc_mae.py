@@ -4,7 +4,7 @@ unsupervised anomaly detection in chest X-rays (after Tian et al., MICCAI MLMI 2
 Trained on *normal* images only, with heavy masking. Two ideas make anomalies reconstruct badly:
 
 * **memory** — every encoder block's self-attention also attends to learned memory slots
-  (``Block(..., memory=slots)``: slots appended to keys and values). The slots are shared by all
+  (:class:`MemoryAttention`: slots appended to keys and values). The slots are shared by all
   images, so they learn prototypes of normal anatomy; a token is re-expressed partly through them,
   which pulls the representation of a lesion towards "normal" and leaves a reconstruction error.
 * **multi-level cross-attention** — the decoder cross-attends to the (visible) tokens of *every*
@@ -21,14 +21,29 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from maskworks.core.layers import Block
+from maskworks.core.layers import Attention, Block
 from maskworks.core.mae import MAEOutput, MaskedAutoencoder
-from maskworks.core.masking import Mask, no_mask
+from maskworks.core.masking import Mask
 from maskworks.core.masking.registry import build_masking
 from maskworks.core.training.task import StepContext, Task, unwrap
 from torch import Tensor, nn
 
-__all__ = ["MemMCMAE", "MemMCTask", "normal_split", "recalibrate"]
+__all__ = ["MemMCMAE", "MemMCTask", "MemoryAttention", "normal_split", "recalibrate"]
+
+
+class MemoryAttention(Attention):
+    """Self-attention whose keys and values also hold ``memory_size`` learned slots (shared by every image):
+    each token is re-expressed partly through prototypes of what training images looked like."""
+
+    def __init__(self, dim: int, num_heads: int, memory_size: int, qkv_bias: bool = True) -> None:
+        super().__init__(dim, num_heads, qkv_bias=qkv_bias)
+        self.memory = nn.Parameter(torch.zeros(memory_size, dim))
+        nn.init.normal_(self.memory, std=0.02)
+
+    def extra_kv(self, batch: int) -> tuple[Tensor, Tensor]:
+        d = self.memory.shape[1]
+        mk, mv = self.qkv(self.memory[None])[..., d:].chunk(2, dim=-1)  # the slots' keys and values, once
+        return self._heads(mk).expand(batch, -1, -1, -1), self._heads(mv).expand(batch, -1, -1, -1)
 
 
 class MemMCMAE(MaskedAutoencoder):
@@ -47,8 +62,10 @@ class MemMCMAE(MaskedAutoencoder):
         depth, ddepth = len(self.blocks), len(self.decoder_blocks)
         self.memory_size = int(memory_size)
         self.multi_level = bool(multi_level)
-        self.memory = nn.ParameterList([nn.Parameter(torch.zeros(self.memory_size, dim)) for _ in range(depth)]) \
-            if self.memory_size > 0 else None
+        if self.memory_size > 0:
+            for blk in self.blocks:
+                blk.attn = MemoryAttention(dim, blk.attn.num_heads, self.memory_size)
+            self._register_load_state_dict_pre_hook(_memory_keys_moved)
         if self.multi_level:
             if ddepth == 0:
                 raise ValueError("multi_level=True needs decoder_depth >= 1 (the decoder blocks cross-attend)")
@@ -66,23 +83,13 @@ class MemMCMAE(MaskedAutoencoder):
             init = torch.zeros(ddepth, depth)
             init[:, -1] = 2.0
             self.level_gates = nn.Parameter(init)
-            self.initialize_weights()  # the replaced decoder blocks and the level projections
-        if self.memory is not None:
-            for m in self.memory:
-                nn.init.normal_(m, std=0.02)
+        if self.memory_size > 0 or self.multi_level:
+            self.initialize_weights()  # the replaced attention and decoder blocks, the level projections
 
-    # -- encoder --------------------------------------------------------------------------
-    def encoder_levels(self, imgs: Tensor, mask: Mask, patches: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
-        """Visible tokens through the memory-augmented ViT: (final normed latent, every block's output)."""
-        x = self.embed_visible(self.patchify(imgs) if patches is None else patches, mask)
-        levels = []
-        for i, blk in enumerate(self.blocks):
-            x = blk(x, memory=self.memory[i] if self.memory is not None else None)
-            levels.append(x)
-        return self.norm(x), levels
-
-    def forward_encoder(self, imgs: Tensor, mask: Mask, patches: Tensor | None = None) -> Tensor:
-        return self.encoder_levels(imgs, mask, patches)[0]
+    @property
+    def memory(self) -> list[nn.Parameter] | None:
+        """Each encoder block's memory slots ``[memory_size, embed_dim]`` (None without memory)."""
+        return [blk.attn.memory for blk in self.blocks] if self.memory_size > 0 else None
 
     def gate_weights(self) -> Tensor:
         """``[decoder_depth, depth]``: how much each decoder block listens to each encoder level."""
@@ -101,20 +108,24 @@ class MemMCMAE(MaskedAutoencoder):
         if not self.multi_level:
             return super().forward_decoder(latent, mask)
         if levels is None:
-            raise ValueError("multi-level decoding needs the encoder levels: use forward() or encoder_levels()")
+            raise ValueError("multi-level decoding needs the encoder levels: use forward() or forward_intermediates()")
         return super().forward_decoder(latent, mask, contexts=self.level_contexts(levels))
 
     def forward(self, imgs: Tensor, mask: Mask | None = None, generator: torch.Generator | None = None) -> MAEOutput:
         if mask is None:
             mask = self.make_mask(imgs.shape[0], generator, imgs.device)
         patches = self.patchify(imgs)
-        latent, levels = self.encoder_levels(imgs, mask, patches)
+        latent, levels = self.forward_intermediates(imgs, mask, patches)
         pred = self.forward_decoder(latent, mask, levels)
         return MAEOutput(self.forward_loss(imgs, pred, mask, patches), pred, mask)
 
-    def encode_levels(self, imgs: Tensor) -> list[Tensor]:
-        """Every encoder level of the whole, unmasked image (features for scoring and baselines)."""
-        return self.encoder_levels(imgs, no_mask(imgs.shape[0], self.grid, imgs.device))[1]
+
+def _memory_keys_moved(state_dict: dict, prefix: str, *args) -> None:
+    """Weights saved before the slots moved into the attention layers (``memory.{i}``, e.g. the shipped
+    memmc-cxr.safetensors) load as ``blocks.{i}.attn.memory``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "memory.")]:
+        i = key[len(prefix + "memory."):]
+        state_dict[f"{prefix}blocks.{i}.attn.memory"] = state_dict.pop(key)
 
 
 def normal_split(is_normal: Tensor, holdout: float, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -147,6 +158,8 @@ class MemMCTask(Task):
     (``build_dataset("calib")``); ``model.memory_size`` / ``model.multi_level`` switch the two
     ideas for the ablation. ``scoring`` holds the scorer's settings, stored with the weights.
     """
+
+    SECTIONS = {"scoring": None}  # the scorer's settings (AnomalyScorer.from_config checks them)
 
     def build_model(self) -> MemMCMAE:
         m = dict(self.cfg.get("model", {}))

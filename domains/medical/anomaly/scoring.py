@@ -107,19 +107,7 @@ def ssim_map(x: Tensor, y: Tensor, sigma: float = 1.5, c1: float = 0.01 ** 2, c2
 def encoder_features(model: nn.Module, x: Tensor) -> list[Tensor]:
     """Every encoder block's output for the unmasked image, patch tokens only ``[B, N, D]``."""
     c = int(getattr(model, "has_cls", False))
-    if hasattr(model, "encode_levels"):
-        levels = model.encode_levels(x)
-    else:
-        patches = model.patchify(x)
-        pos = model.pos_embed[c:].to(patches.dtype).expand(patches.shape[0], -1, -1)
-        h = model.patch_embed(patches) + pos
-        if model.cls_token is not None:
-            h = torch.cat([(model.cls_token + model.pos_embed[:1]).expand(h.shape[0], -1, -1), h], 1)
-        levels = []
-        for blk in model.blocks:
-            h = blk(h)
-            levels.append(h)
-    return [lv[:, c:] for lv in levels]
+    return [lv[:, c:] for lv in model.forward_intermediates(x)[1]]
 
 
 # ----------------------------------------------------------------------------- scorer

@@ -18,7 +18,6 @@ import copy
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from maskworks.core.io import resolve_shipped
@@ -152,38 +151,45 @@ class SparKCXRTask(_CXRData, Task):
 
 # ------------------------------------------------------------------------------------ 3-D SparK
 
-def normalize_volume(volume: np.ndarray, window: str | Sequence[float]) -> np.ndarray:
-    """Intensities -> [0, 1]: a CT HU window (name or (center, width)), or ``"minmax"``: the
-    0.5-99.5 percentile range (MR and other non-HU volumes)."""
-    from maskworks.domains.medical.imaging.windows import apply_window
+def volume_pipeline(window: str | Sequence[float], size: int, stride: int | None, zoom: float = 1.0):
+    """The CT/MR volume pipeline as a MONAI ``Compose`` of this package's transforms (a MONAI user can take it
+    or its parts into their own pipeline): read (HU for CT) -> window to [0, 1] (a HU window, or ``"minmax"``:
+    MONAI's 0.5-99.5 percentile scaling for MR) -> first channel -> optional trilinear zoom -> ``size``-cube
+    patches ``[N, 1, size, size, size]``."""
+    from monai.transforms import Compose, Lambda, ScaleIntensityRangePercentiles
 
-    if isinstance(window, str) and window.lower() == "minmax":
-        lo, hi = np.percentile(volume, [0.5, 99.5])
-        return np.clip((volume - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
-    return apply_window(volume, window if isinstance(window, str) else tuple(window)).astype(np.float32)
+    from maskworks.domains.medical.imaging.transforms import HUWindow, LoadMedicalImage, VolumeToPatches
+
+    minmax = isinstance(window, str) and window.lower() == "minmax"
+    scale = (ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True) if minmax
+             else HUWindow(window if isinstance(window, str) else tuple(window)))
+    steps = [LoadMedicalImage(), Lambda(lambda v: v[:1]), scale, Lambda(lambda v: torch.as_tensor(v, dtype=torch.float32))]
+    if zoom != 1.0:
+        steps.append(Lambda(lambda v: F.interpolate(v[None], scale_factor=zoom, mode="trilinear", align_corners=False)[0]))
+    stride = stride or size
+    steps.append(VolumeToPatches((size,) * 3, (stride,) * 3))
+    return Compose(steps)
 
 
 def volume_patches(path: str | Path, window: str | Sequence[float], size: int, stride: int | None,
                    min_foreground: float, zoom: float = 1.0) -> Tensor:
-    """Read one volume (NIfTI file, DICOM series folder, multi-frame DICOM), window it, optionally
-    rescale by ``zoom``, cut ``size``-cube patches and keep those with enough foreground
-    (> ``min_foreground`` of voxels above 0.05): air-only patches teach nothing."""
-    from maskworks.core.io import InputError
-    from maskworks.domains.medical.imaging.io import load_medical_image
-    from maskworks.domains.medical.imaging.windows import volume_to_patches
+    """Read one volume (NIfTI file, DICOM series folder, multi-frame DICOM) through :func:`volume_pipeline`
+    and keep the patches with enough foreground (> ``min_foreground`` of voxels above 0.05): air-only patches
+    teach nothing."""
+    from monai.transforms import Compose
 
-    arr, meta = load_medical_image(path)
-    if arr.ndim != 4:
-        raise InputError(path, f"is a 2-D image (shape {arr.shape}), not a volume",
-                                "Pass a NIfTI volume, a DICOM series folder or a multi-frame DICOM")
-    vol = torch.from_numpy(normalize_volume(arr[:1], window))
-    if zoom != 1.0:
-        vol = F.interpolate(vol[None], scale_factor=zoom, mode="trilinear", align_corners=False)[0]
-    if min(vol.shape[1:]) < size:
-        raise InputError(path, f"volume {tuple(vol.shape[1:])} (after zoom {zoom}) is thinner than the "
-                                f"{size}-voxel patch", "Lower data.patch or data.zoom, or use a larger volume")
-    stride = stride or size
-    patches = volume_to_patches(vol, (size,) * 3, (stride,) * 3)
+    from maskworks.core.io import InputError
+
+    load, *rest = volume_pipeline(window, size, stride, zoom).transforms
+    vol = load(str(path))
+    if vol.ndim != 4:
+        raise InputError(path, f"is a 2-D image (shape {tuple(vol.shape)}), not a volume",
+                         "Pass a NIfTI volume, a DICOM series folder or a multi-frame DICOM")
+    shape = [round(s * zoom) for s in vol.shape[1:]] if zoom != 1.0 else list(vol.shape[1:])
+    if min(shape) < size:
+        raise InputError(path, f"volume {tuple(shape)} (after zoom {zoom}) is thinner than the {size}-voxel patch",
+                         "Lower data.patch or data.zoom, or use a larger volume")
+    patches = torch.as_tensor(Compose(rest)(vol))
     fg = (patches > 0.05).float().mean(dim=(1, 2, 3, 4))
     return patches[fg > min_foreground]
 

@@ -53,7 +53,7 @@ def pretrain(method: str, data: Path, out: Path, steps: int, size: int, batch: i
     """Run the method's recipe on ``data``'s training images via ``fit``; returns backbone.safetensors."""
     from maskworks.core.training import apply_overrides, fit, load_recipe
 
-    recipe = Path(__file__).parent / "recipes" / RECIPES[method]
+    recipe = Path(__file__).parents[1] / "recipes" / RECIPES[method]  # domains/medical/recipes
     cfg = load_recipe(recipe, overrides=[f"data.roots=[{json.dumps(str(data))}]"])
     over: dict[str, Any] = {
         "data.size": size, "data.holdout": holdout, "model.backbone": backbone, "trainer.seed": seed,

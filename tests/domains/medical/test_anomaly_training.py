@@ -79,11 +79,14 @@ def test_predict_command_writes_heatmaps_and_skips_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\1\2\3")
     ex = data_path("examples", "anomaly", "pneumonia_val_0060.png")
-    assert main(["predict", "medical/anomaly", str(ex), str(bad), "--out", str(tmp_path / "out")]) == 0
+    # one bad input: the good one is written, the bad one named on stderr and in summary.json, exit status 2
+    assert main(["predict", "medical/anomaly", str(ex), str(bad), "--out", str(tmp_path / "out")]) == 2
     rep = json.loads((tmp_path / "out" / "pneumonia_val_0060.json").read_text())
     assert rep["anomalous"] is True and len(rep["sha256"]) == 64
     assert (tmp_path / "out" / "pneumonia_val_0060_heatmap.png").stat().st_size > 1000
-    assert "skipped: " in capsys.readouterr().out and not (tmp_path / "out" / "bad.json").exists()
+    assert "skipped " in capsys.readouterr().err and not (tmp_path / "out" / "bad.json").exists()
+    failed = json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]
+    assert [f["file"] for f in failed] == [str(bad)] and failed[0]["kind"] == "input"
 
 
 def test_eval_command_on_a_small_folder(tmp_path):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from maskworks.data import data_path
-from maskworks.core.io.points import (PointCloud, InputError, read_npy, read_pcd, read_points,
-                                         write_npy, write_npz, write_pcd, write_ply)
+from maskworks.core.io import InputError
+from maskworks.core.io.points import (PointCloud, read_npy, read_pcd, read_points, write_npy, write_npz, write_pcd,
+                                      write_ply)
 from maskworks.core.io.points.lzf import LZFError, lzf_compress, lzf_decompress
 
 ROOT = data_path("3d")
