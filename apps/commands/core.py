@@ -120,3 +120,42 @@ def predict_image_mae(argv: list[str]) -> int:
     rec = ImageReconstructor.load(a.weights, a.device)
     return run_predict(a, IMAGE_SUFFIXES, lambda f: rec.predict_file(f, a.ratio, a.seed), "image-mae",
                        describe=lambda it, r: f"{it.path}: masked-patch MSE {r.mse['maskworks MAE']:.4f}")
+
+
+def bench_serve(argv: list[str]) -> int:
+    """``maskworks bench serve``: concurrent clients against the demo's API endpoints."""
+    from maskworks.apps.serve_bench import bench_serve as run
+
+    p = argparse.ArgumentParser(prog="maskworks bench serve", description=
+                                "Start the demo on a free loopback port (or use --url), then drive N concurrent "
+                                "gradio_client clients, each sending R requests with a shipped example, against each "
+                                "job's API endpoint (/predict_<name>). Prints errors, latency p50/p95/max, throughput "
+                                "and the server's peak memory against its idle memory per endpoint. Stops by itself.")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients per endpoint (default 16)")
+    p.add_argument("--requests", type=int, default=5, help="requests per client (default 5)")
+    p.add_argument("--apis", default="", help="endpoints by name, comma separated (default: every /predict_* endpoint)")
+    p.add_argument("--url", help="a running demo to measure instead of starting one (memory is then not measured)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the started demo (default 2)")
+    p.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
+                   help="the input to send to /predict_NAME (default: a shipped example; repeatable)")
+    p.add_argument("--json", help="also write the results here")
+    a = p.parse_args(argv)
+    files = {}
+    for spec in a.file:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            p.error(f"--file {spec!r}: expected NAME=PATH")
+        files[name] = Path(path)
+    res = run([n for n in a.apis.split(",") if n], a.clients, a.requests, a.url, a.threads, files)
+    print(f"{res['url']} on {res['device']}, {res['server_threads']} torch threads")
+    print("| endpoint | clients x requests | errors | p50 s | p95 s | max s | req/s | peak / idle memory |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in res["results"]:
+        mem = f"{r['peak_mb']:.0f} / {r['idle_mb']:.0f} MB ({r['peak_over_idle']:.2f}x)" if "peak_mb" in r else "-"
+        print(f"| {r['endpoint']} | {r['clients']} x {r['requests'] // r['clients']} | {r['errors']} | {r['p50_s']:.2f} | "
+              f"{r['p95_s']:.2f} | {r['max_s']:.2f} | {r['throughput_per_s']:.1f} | {mem} |")
+        for e in r["error_examples"]:
+            print(f"    error: {e}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    return 1 if any(r["errors"] for r in res["results"]) else 0

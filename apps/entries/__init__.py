@@ -1,7 +1,8 @@
 """Registries of the command line and the demo, one module per domain (core.py, medical.py, lidar.py, ...).
 
-Each module may define ``EVALS``, ``PREDICTS``, ``BENCHES`` (name -> "module:function(argv)") and
-``TABS`` (title -> "module:build_tab"). Modules are read in ``ORDER`` and then alphabetically, so the
+Each module may define ``EVALS``, ``PREDICTS``, ``BENCHES`` (name -> "module:function(argv)"),
+``TABS`` (title -> "module:build_tab") and ``APIS`` (name -> "module:function(path, options) -> dict", served
+as ``/predict_<name>``). Modules are read in ``ORDER`` and then alphabetically, so the
 core's tabs come first; nothing heavy is imported until an entry is used. A name registered twice (in
 one module or two) is an error, not a silent overwrite.
 """
@@ -11,7 +12,7 @@ import importlib
 import pkgutil
 
 ORDER = ["core"]
-KINDS = ("EVALS", "PREDICTS", "BENCHES", "TABS")
+KINDS = ("EVALS", "PREDICTS", "BENCHES", "TABS", "APIS")
 
 
 class DuplicateEntryError(RuntimeError):

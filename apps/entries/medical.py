@@ -7,3 +7,4 @@ PREDICTS = {"medical/anomaly": "maskworks.apps.commands.medical:predict_anomaly"
 BENCHES = {"spark-step": "maskworks.apps.commands.medical:bench_spark_step",
            "anomaly-latency": "maskworks.apps.commands.medical:bench_anomaly_latency"}
 TABS = {"Anomaly heatmap (chest X-ray)": "maskworks.apps.tabs.anomaly:build_tab"}
+APIS = {"medical_anomaly": "maskworks.apps.api:medical_anomaly"}

@@ -74,7 +74,7 @@ def analyse(path: str | None, window: str, slice_index: float | None, cmap: str,
     try:
         res = det.analyse_file(path, window, None if slice_index is None else int(slice_index), float(specificity))
     except InputError as e:
-        raise gr.Error(f"Cannot use {e.short()}") from None
+        raise gr.Error(f"Cannot read {e.short()}") from None
     ov = res.overlay(float(opacity), cmap)
     shown = np.asarray(Image.fromarray((np.clip(res.image, 0, 1) * 255).astype(np.uint8)).resize((256, 256), Image.BILINEAR))
     plot = _fig_to_array(score_plot(det.calibration, res.z, res.threshold))

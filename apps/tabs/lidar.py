@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from maskworks.core.device import default_device
 
 PLOT_POINTS = 30_000
 COLORS = {"Car": "#e6194b", "Pedestrian": "#3cb44b", "Cyclist": "#4363d8"}
@@ -39,7 +40,7 @@ def rmae():
     from maskworks.data import data_path
 
     _, model = load_trained(data_path("weights", "lidar-rmae.safetensors"))
-    model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # evaluate_scan follows the model
+    model = model.to(default_device()).eval()  # evaluate_scan follows the model
     threshold = float(json.loads(data_path("weights", "lidar-rmae.json").read_text()).get("threshold", 0.5))
     return model, threshold
 

@@ -16,6 +16,7 @@ from maskworks.core.datasets import load_image
 from maskworks.core.inpaint import baseline_predictions
 from maskworks.core.losses import masked_mse
 from maskworks.core.masking import Mask, RandomMasking, gather_tokens
+from maskworks.core.device import default_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -63,7 +64,7 @@ class ImageReconstructor:
     def load(cls, weights: str | Path | None = None, device: str | None = None) -> "ImageReconstructor":
         from maskworks.core.training.task import load_trained
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(device)
         task, model = load_trained(weights or default_weights(), device)
         return cls(model, task.cfg)
 

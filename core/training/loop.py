@@ -20,7 +20,7 @@ from maskworks.core.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from maskworks.core.training.config import check_settings, save_config
+from maskworks.core.training.config import RecipeError, check_settings, save_config
 from maskworks.core.training.task import StepContext, Task, load_task
 from torch.utils.data import DataLoader, Sampler, default_collate
 
@@ -30,6 +30,7 @@ DEFAULTS = {
     "lr": 1.5e-4, "min_lr": 0.0, "warmup_steps": 0, "weight_decay": 0.05, "betas": [0.9, 0.95],
     "grad_clip": None, "log_every": 10, "ckpt_every": 50, "keep_checkpoints": 2, "threads": None,
 }
+POSITIVE = ("max_steps", "batch_size", "accumulate", "lr", "log_every", "ckpt_every")  # zero would never train
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -85,7 +86,23 @@ def trainer_config(cfg: dict) -> dict:
     """The recipe's ``trainer`` section over :data:`DEFAULTS`, checked before anything runs: unknown
     keys and numbers that are not numbers are refused with the key's name."""
     # devices may also be "auto" or a list; strings and lists are Fabric's to check
-    return check_settings("trainer", cfg.get("trainer"), DEFAULTS, free=("devices",))
+    tr = check_settings("trainer", cfg.get("trainer"), DEFAULTS, free=("devices",))
+    for key in POSITIVE:
+        if tr[key] is not None and not tr[key] > 0:
+            raise RecipeError(f"trainer.{key} must be above 0, got {tr[key]!r} (e.g. --set trainer.{key}={DEFAULTS[key]})")
+    return tr
+
+
+def check_model_settings(task: Task, seed: int) -> None:
+    """Build the model once so that a mistyped or unknown ``model.*`` key is refused by name before a run
+    folder exists (model classes raise ``TypeError`` on unknown keyword arguments)."""
+    torch.manual_seed(seed)
+    try:
+        task.build_model()
+    except TypeError as e:
+        msg = str(e)
+        raise RecipeError(f"the model settings do not fit {type(task).__name__} ({msg}); check the model section, "
+                          f"e.g. --set model.KEY=VALUE with a KEY the model takes") from None
 
 
 def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -94,7 +111,10 @@ def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = T
     from lightning.fabric.loggers import CSVLogger, TensorBoardLogger
 
     tr = trainer_config(cfg)  # a bad setting is refused before the run folder exists
-    load_task(cfg).check_recipe()
+    task = load_task(cfg)
+    task.check_recipe()
+    if not (resume and latest_checkpoint(run_dir) is not None):
+        check_model_settings(task, int(tr["seed"]))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     devices = tr["devices"]

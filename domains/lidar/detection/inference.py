@@ -14,6 +14,7 @@ from ..ground import settle_on_ground
 from ..voxel import VoxelGrid
 from .decode import Detections, decode, flip_tta
 from .model import BEVDetector, make_grid
+from maskworks.core.device import default_device
 
 DEFAULT_WEIGHTS = ("weights", "lidar-detector.safetensors")
 FAR_WEIGHTS = ("weights", "lidar-detector-far.safetensors")
@@ -70,7 +71,7 @@ class LidarDetector:
                  grid: VoxelGrid | None = None) -> None:
         """``grid`` (default: the one it was trained on) may be any window of voxels aligned with it: the
         network is convolutional (:class:`RangeDetector` runs its far model on the part ahead only)."""
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.model, self.cfg = model.to(self.device).eval(), cfg or {}
         self.grid = grid or model.voxel_grid
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from maskworks.domains.medical.anomaly.scoring import AnomalyScorer, Calibration
+from maskworks.core.device import default_device
 
 #: input windows offered for DICOM: "auto" (header window, else 0.5-99.5 % percentiles) + HU presets
 WINDOW_CHOICES = ("auto", "lung", "mediastinum", "soft_tissue", "bone", "brain")
@@ -166,7 +167,7 @@ class AnomalyDetector:
         from maskworks.core.training.task import load_trained
 
         weights = Path(weights) if weights else shipped_weights()
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(device)
         rec_path = record_path(weights)
         if not rec_path.is_file():
             raise FileNotFoundError(f"{weights}: no record {rec_path.name} beside it (written by `maskworks train "
