@@ -31,12 +31,15 @@ def bench_fps(argv: list[str] | None = None) -> int:
         return 1
     print(f"FPS of {res['num_samples']} samples, median of {res['repeats']} runs, device {res['device']}, "
           f"torch threads {res['torch_threads']}, open3d {res['open3d_version']}")
-    print(f"{'cloud':<28}{'points':>9}{'ours ms':>10}{'open3d ms':>11}{'ratio':>8}{'cover ours':>12}{'cover o3d':>11}{'shared':>8}")
+    print(f"{'cloud':<28}{'points':>9}{'torch ms':>10}{'auto ms':>9}{'open3d ms':>11}{'torch/o3d':>10}{'auto/o3d':>9}"
+          f"{'cover ours':>12}{'cover o3d':>11}{'shared':>8}{'same':>6}")
     for r in res["clouds"]:
-        print(f"{Path(r['cloud']).name:<28}{r['num_points']:>9}{r['ours_s'] * 1e3:>10.1f}{r['open3d_s'] * 1e3:>11.1f}"
-              f"{r['ratio_ours_over_open3d']:>8.2f}{r['coverage_radius_ours']:>12.4f}{r['coverage_radius_open3d']:>11.4f}"
-              f"{r['shared_sample_fraction']:>8.2f}")
-    print(f"median ratio ours/open3d: {res['median_ratio']:.2f}")
+        print(f"{Path(r['cloud']).name:<28}{r['num_points']:>9}{r['ours_s'] * 1e3:>10.1f}{r['auto_s'] * 1e3:>9.1f}"
+              f"{r['open3d_s'] * 1e3:>11.1f}{r['ratio_ours_over_open3d']:>10.2f}{r['ratio_auto_over_open3d']:>9.2f}"
+              f"{r['coverage_radius_ours']:>12.4f}{r['coverage_radius_open3d']:>11.4f}{r['shared_sample_fraction']:>8.2f}"
+              f"{'yes' if r['auto_equals_torch'] else 'NO':>6}")
+    print(f"median ratio torch/open3d: {res['median_ratio']:.2f}; what farthest_point_sample uses here (auto): "
+          f"{res['median_ratio_auto']:.2f} x open3d")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
         print(f"wrote {a.json}")

@@ -1,9 +1,9 @@
-"""FPS benchmark: our batched-torch FPS vs open3d's ``farthest_point_down_sample`` on real clouds.
+"""FPS benchmark: our batched-torch FPS and what ``farthest_point_sample`` uses by default (``auto``: open3d's
+C++ on the CPU, torch on a GPU) against open3d's ``farthest_point_down_sample`` on real clouds.
 
-Both start from point 0, so on the same cloud they should pick the same samples; the bench
-reports the time ratio (ours / open3d, median of ``repeats`` runs), the coverage radius of each
-sample set (max distance from any point to its nearest sample; lower is better) and the
-fraction of shared samples. ``maskworks bench fps`` runs :func:`main`.
+All start from point 0, so on the same cloud they should pick the same samples; the bench reports the time
+ratios (torch / open3d and auto / open3d, median of ``repeats`` runs), the coverage radius of each sample set
+(max distance from any point to its nearest sample; lower is better) and the fraction of shared samples.
 """
 from __future__ import annotations
 
@@ -58,14 +58,15 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
         xyz = torch.from_numpy(cloud.xyz).to(device)
         pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.xyz.astype(np.float64)))
 
-        def ours() -> torch.Tensor:
-            idx = farthest_point_sample(xyz, num_samples, start_idx=0)
+        def ours(backend: str = "torch") -> torch.Tensor:
+            idx = farthest_point_sample(xyz, num_samples, start_idx=0, backend=backend)
             if xyz.is_cuda:
                 torch.cuda.synchronize()
             return idx
 
-        farthest_point_sample(xyz, min(num_samples, 8))  # warm-up (allocator, kernels)
+        farthest_point_sample(xyz, min(num_samples, 8), backend="torch")  # warm-up (allocator, kernels)
         t_ours, idx = _median_time(ours, repeats)
+        t_auto, idx_auto = _median_time(lambda: ours("auto"), repeats)
         t_o3d, down = _median_time(lambda: pcd.farthest_point_down_sample(num_samples, 0), repeats)
         ours_pts = xyz[idx]
         o3d_pts = torch.from_numpy(np.asarray(down.points)).to(xyz)
@@ -73,7 +74,8 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
                      & {tuple(r) for r in o3d_pts.cpu().numpy().tolist()})
         rows.append({
             "cloud": str(p), "num_points": len(cloud), "ours_s": t_ours, "open3d_s": t_o3d,
-            "ratio_ours_over_open3d": t_ours / t_o3d,
+            "ratio_ours_over_open3d": t_ours / t_o3d, "auto_s": t_auto, "ratio_auto_over_open3d": t_auto / t_o3d,
+            "auto_equals_torch": bool(torch.equal(idx_auto.cpu(), idx.cpu())),
             "coverage_radius_ours": float(coverage_radius(xyz, ours_pts)),
             "coverage_radius_open3d": float(coverage_radius(xyz, o3d_pts)),
             "shared_sample_fraction": shared / num_samples,
@@ -82,5 +84,6 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
         "num_samples": num_samples, "repeats": repeats, "device": device,
         "torch_threads": torch.get_num_threads(), "open3d_version": o3d.__version__,
         "median_ratio": statistics.median(r["ratio_ours_over_open3d"] for r in rows),
+        "median_ratio_auto": statistics.median(r["ratio_auto_over_open3d"] for r in rows),
         "clouds": rows,
     }
