@@ -134,11 +134,70 @@ def _read_float_records(path: Path, ncols: int, what: str, max_points: int | Non
     return np.fromfile(path, dtype="<f4").reshape(-1, ncols)
 
 
+#: raw LiDAR layouts a ``.bin`` may hold: (what, dtype, columns)
+LAYOUTS = (("KITTI .bin (float32 x, y, z, reflectance 0-1)", "<f4", 4),
+           ("nuScenes .pcd.bin (float32 x, y, z, intensity 0-255, ring)", "<f4", 5),
+           ("float64 x, y, z, reflectance", "<f8", 4), ("float64 x, y, z", "<f8", 3), ("float32 x, y, z", "<f4", 3))
+
+
+def layout_score(arr: np.ndarray, what: str) -> float:
+    """How plausible ``arr`` (rows of one layout, a sample) is as a LiDAR scan in metres: the share of rows
+    whose coordinates are finite and within 500 m and whose extra columns hold what the layout says."""
+    if len(arr) == 0:
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        xyz = arr[:, :3].astype(np.float64)
+        ok = np.isfinite(xyz).all(1) & (np.abs(xyz) < 500).all(1) & (np.abs(xyz).max(1) > 1e-3)
+        if "reflectance" in what:
+            r = arr[:, 3].astype(np.float64)
+            ok &= (r >= 0) & (r <= 1)
+        if "ring" in what:
+            ring, inten = arr[:, 4].astype(np.float64), arr[:, 3].astype(np.float64)
+            ok &= (ring >= 0) & (ring < 256) & (ring == np.round(ring)) & (inten >= 0) & (inten <= 255)
+    return float(ok.mean())
+
+
+def guess_layout(path: Path, sample: int = 20_000) -> list[tuple[str, float]]:
+    """Every layout the file's size allows, best first, with its plausibility."""
+    size = path.stat().st_size
+    out = []
+    with open(path, "rb") as f:
+        head = f.read(min(size, 8 * 5 * sample))
+    for what, dtype, cols in LAYOUTS:
+        rec = np.dtype(dtype).itemsize * cols
+        if size % rec:
+            continue
+        n = len(head) // rec
+        arr = np.frombuffer(head[: n * rec], dtype=dtype).reshape(n, cols)
+        out.append((what, layout_score(arr, what)))
+    return sorted(out, key=lambda kv: -kv[1])
+
+
+def check_layout(path: Path, arr: np.ndarray, what: str, fix_name: str) -> None:
+    """Refuse a ``.bin`` whose values do not look like the layout its name promises, saying what it probably is."""
+    mine = layout_score(arr[:20_000], what)
+    if mine >= 0.9:
+        return
+    best = [(w, s) for w, s in guess_layout(path) if w != what and s >= 0.9]
+    if best:
+        other = best[0][0]
+        fix = (f"it looks like {other}: rename it *.pcd.bin" if other.startswith("nuScenes") else
+               f"it looks like {other}: rename it *.bin" if other.startswith("KITTI") else
+               f"it looks like {other}: convert it to float32 x, y, z, reflectance (numpy .astype('float32')) or save it as .npy")
+    elif layout_score(np.c_[arr[:20_000, :3] / 1000.0, arr[:20_000, 3:]], what) >= 0.9:
+        fix = "its coordinates look like millimetres: divide x, y, z by 1000 (the detector works in metres)"
+    else:
+        fix = f"it is not a LiDAR scan in any layout we know (tried {'; '.join(w for w, _, _ in LAYOUTS)}); check the file"
+    raise InputError(path, f"only {mine:.0%} of its points look like {what} (coordinates within 500 m{', ' + fix_name if fix_name else ''})",
+                     fix)
+
+
 def read_kitti_bin(path: str | Path, *, nan_policy: NanPolicy = "drop",
                    max_points: int | None = DEFAULT_MAX_POINTS) -> PointCloud:
     """KITTI Velodyne scan: float32 (x, y, z, reflectance); metres, x forward, y left, z up."""
     path = Path(path)
     arr = _read_float_records(path, 4, "KITTI records are 4 float32: x, y, z, reflectance", max_points)
+    check_layout(path, arr, LAYOUTS[0][0], "reflectance in [0, 1]")
     return finalize(arr[:, :3], {"intensity": arr[:, 3].copy()}, path, nan_policy=nan_policy, max_points=max_points)
 
 
@@ -147,6 +206,7 @@ def read_nuscenes_bin(path: str | Path, *, nan_policy: NanPolicy = "drop",
     """nuScenes LIDAR_TOP sweep: float32 (x, y, z, intensity 0-255, ring); metres, LiDAR frame."""
     path = Path(path)
     arr = _read_float_records(path, 5, "nuScenes records are 5 float32: x, y, z, intensity, ring", max_points)
+    check_layout(path, arr, LAYOUTS[1][0], "intensity 0-255, whole ring numbers")
     return finalize(arr[:, :3], {"intensity": arr[:, 3].copy(), "ring": arr[:, 4].astype(np.int16)}, path,
                     nan_policy=nan_policy, max_points=max_points)
 

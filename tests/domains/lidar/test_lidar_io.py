@@ -53,3 +53,21 @@ def test_roundtrip_and_errors(tmp_path: Path) -> None:
         read_scan(tmp_path / "a.bin", max_points=500)
     with pytest.raises(InputError, match=r"points must be \[N, 4\]"):
         write_kitti_bin(tmp_path / "b.bin", pts[:, :3])
+
+
+def test_bin_files_in_the_wrong_layout_are_refused_with_what_they_probably_are(tmp_path: Path) -> None:
+    """A nuScenes sweep named .bin, KITTI data as float64, millimetres, random bytes: each is refused, and the
+    message says what the file probably is (they used to be 'detected')."""
+    import shutil
+
+    nus = next(data_path("3d", "nuscenes").glob("*.pcd.bin"))
+    kitti = np.fromfile(VELO / "000000.bin", dtype="<f4").reshape(-1, 4)
+    shutil.copy(nus, tmp_path / "sweep.bin")
+    kitti.astype("<f8").tofile(tmp_path / "f64.bin")
+    np.c_[kitti[:, :3] * 1000, kitti[:, 3:]].astype("<f4").tofile(tmp_path / "mm.bin")
+    (tmp_path / "noise.bin").write_bytes(np.random.default_rng(0).bytes(16 * 5000))
+    for name, says in [("sweep.bin", "looks like nuScenes .pcd.bin.*rename it \\*.pcd.bin"),
+                       ("f64.bin", "looks like float64 x, y, z, reflectance"),
+                       ("mm.bin", "look like millimetres"), ("noise.bin", "not a LiDAR scan in any layout")]:
+        with pytest.raises(InputError, match=f"{name}: only .* look like KITTI.*{says}"):
+            read_scan(tmp_path / name)
