@@ -30,8 +30,9 @@ def reconstruct(image: str | None, ratio: float, seed: int):
     rec = reconstructor()
     try:
         r = rec.predict_file(image, float(ratio), int(seed))
-    except InputError as e:
-        raise gr.Error(e.short()) from None
+    except InputError as e:  # clear the last image's result and keep the reason on the page
+        gr.Warning(e.short())
+        return None, None, f"⚠ **Cannot use {e.short()}**", {}
     a = r.image[0, 0].cpu().numpy()
     masked = np.asarray(Image.fromarray(draw_mask(a, r.mask.mask[0].cpu(), grid_lines=False)).resize((256, 256), Image.NEAREST))
     mse = r.mse

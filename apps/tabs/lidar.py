@@ -35,7 +35,6 @@ def detector():
 @lru_cache(maxsize=1)
 def rmae():
     """The shipped whole R-MAE (backbone + occupancy decoder) and its probability threshold, loaded once."""
-    import torch
     from maskworks.core.training.task import load_trained
     from maskworks.data import data_path
 

@@ -11,21 +11,23 @@ def read_upload(path: str | None, size: int) -> np.ndarray:
     image reader; a clear message naming the file when it is not an image."""
     import gradio as gr
     from maskworks.core.datasets import load_image
-    from maskworks.core.io import InputError
 
     if not path:
         raise gr.Error("Upload an image (PNG or JPEG) or pick the example first.")
-    try:
-        return load_image(path, 1, size)[0].numpy()
-    except InputError as e:
-        raise gr.Error(e.short()) from None
+    return load_image(path, 1, size)[0].numpy()
 
 
 def render(image: str | None, strategy: str, ratio: float, seed: int, patch: int = 16):
     """Return (overlay image, summary text). Images are resized to 224 x 224 (14 x 14 patches)."""
     import gradio as gr
 
-    a = read_upload(image, 224)
+    from maskworks.core.io import InputError
+
+    try:
+        a = read_upload(image, 224)
+    except InputError as e:  # clear the last picture and keep the reason on the page
+        gr.Warning(e.short())
+        return None, f"⚠ **Cannot use {e.short()}**"
     grid = (224 // patch, 224 // patch)
     try:
         m = mask_for(strategy, float(ratio), grid, int(seed), a)

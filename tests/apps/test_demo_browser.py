@@ -34,12 +34,15 @@ def test_image_mae_tab_reconstructs(page, screenshot):
 
 def test_bad_upload_is_explained_and_app_keeps_serving(page, tmp_path, screenshot):
     _tab(page, "Masking strategies")
+    page.locator("#draw-mask").click()  # a result first: it must not stay beside the broken file's name
+    page.locator("#mask-output img").wait_for()
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     page.locator("#mask-input button[aria-label='Clear']").click()
     page.locator("#mask-input input[type=file]").set_input_files(str(bad))
     page.locator("#draw-mask").click()
-    page.get_by_text("broken.png: not a readable image").first.wait_for()
+    page.locator("#mask-info").get_by_text("Cannot use broken.png: not a readable image").wait_for()  # stays on the page
+    page.locator("#mask-output img").wait_for(state="detached")  # the old picture is gone
     screenshot(page, "demo_bad_upload")
     # the app still serves: draw with the example again after a reload
     page.reload()
