@@ -388,7 +388,7 @@ class _Helper:
                 raise _HelperCrash from None
         if not head["ok"]:
             raise InputError(path, head["problem"], head["fix"])
-        frames = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+        frames = np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()  # writable, like decode_frames' arrays
         return frames, np.asarray(head["indices"], np.int64), np.asarray(head["timestamps"], np.float64), head["backend"]
 
 
