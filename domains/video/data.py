@@ -87,7 +87,8 @@ def to_clip(frames: np.ndarray, size: int, scale: int | None = None, spatial_idx
 
 class VideoClips(Dataset):
     """``windows`` clips per video of ``num_frames`` frames ``interval`` apart, evenly spread over
-    each video, short side scaled to ``scale`` and cropped to ``size`` (left, centre, right in turn).
+    each video, short side scaled to ``scale`` and cropped to ``size`` (left, centre, right in turn;
+    always the centre with ``center_crop``, for evaluation).
 
     ``cache`` decodes each video once (frames scaled to ``scale``) and keeps it in memory when the
     whole set fits in ``cache_mb``; otherwise every item is decoded from its file.
@@ -95,11 +96,11 @@ class VideoClips(Dataset):
 
     def __init__(self, root: str | Path, split: str | None = None, num_frames: int = 16, interval: int = 4,
                  size: int = 112, scale: int | None = 128, windows: int = 8, cache: bool = True,
-                 cache_mb: float = 1024, caps: VideoCaps = VideoCaps()) -> None:
+                 cache_mb: float = 1024, caps: VideoCaps = VideoCaps(), center_crop: bool = False) -> None:
         self.entries = read_video_folder(root, split)
         self.num_frames, self.interval, self.size, self.windows = num_frames, interval, size, max(1, int(windows))
         self.scale = int(scale or size)
-        self.caps = caps
+        self.caps, self.center_crop = caps, center_crop
         self.infos = [probe_video(e.path, caps) for e in self.entries]
         self.labels = sorted({e.label for e in self.entries})
         self._frames: list[Tensor] | None = None
@@ -127,7 +128,7 @@ class VideoClips(Dataset):
         n = self.infos[k].num_frames
         room = max(n - self.num_frames * self.interval, 0)
         start = int(round(j * room / (self.windows - 1))) if self.windows > 1 else room // 2
-        return k, sample_indices(n, self.num_frames, self.interval, start=start), j % 3
+        return k, sample_indices(n, self.num_frames, self.interval, start=start), 1 if self.center_crop else j % 3
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         k, idx, crop = self.window(i)
