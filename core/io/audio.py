@@ -70,8 +70,11 @@ def _stat(path: Path, caps: AudioCaps) -> None:
                          "cut a shorter part or raise max_file_bytes")
 
 
-def _short(e: BaseException) -> str:
+def _short(e: BaseException, path: Path | None = None) -> str:
+    """First line of an error with the file's folder removed (apps show no server paths)."""
     text = str(e).split("\n")[0]
+    if path is not None:
+        text = text.replace(str(path), path.name)
     return text[:160] + ("..." if len(text) > 160 else "")
 
 
@@ -92,7 +95,7 @@ def _probe_pyav(path: Path) -> AudioInfo:
     try:
         container = av.open(str(path), options={"probesize": "5000000", "analyzeduration": "5000000"})
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(path, f"is not a readable audio or video file ({_short(e)})",
+        raise InputError(path, f"is not a readable audio or video file ({_short(e, path)})",
                          "check that the file is not damaged; re-encode it, e.g. ffmpeg -i in -ac 1 -ar 16000 out.wav") from None
     with container:
         if not container.streams.audio:
@@ -193,7 +196,7 @@ def read_audio(path: str | Path, sample_rate: int | None = None, *, mono: bool =
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - libsndfile and FFmpeg raise many types for damaged files
-        raise InputError(path, f"could not be decoded ({_short(e)})", "the file is damaged; re-encode it") from None
+        raise InputError(path, f"could not be decoded ({_short(e, path)})", "the file is damaged; re-encode it") from None
     if data.size == 0:
         raise InputError(path, f"has no audio samples from {start_s:g} s on" if start_s else "has no audio samples",
                          "give a start inside the file" if start_s else "the file is empty or damaged")

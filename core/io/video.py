@@ -112,7 +112,7 @@ def probe_video(path: str | Path, caps: VideoCaps = DEFAULT_CAPS) -> VideoInfo:
     try:
         container = av.open(str(path), options={"probesize": "5000000", "analyzeduration": "5000000"})
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(path, f"is not a readable video container ({_short(e)})",
+        raise InputError(path, f"is not a readable video container ({_short(e, path)})",
                          f"check that it is a video file and not damaged; {REENCODE}") from None
     with container:
         videos = list(container.streams.video)
@@ -151,11 +151,14 @@ def probe_video(path: str | Path, caps: VideoCaps = DEFAULT_CAPS) -> VideoInfo:
     return VideoInfo(str(path), width, height, frames, fps, duration, codec, has_audio, estimated)
 
 
-def _short(e: BaseException) -> str:
-    """First line of an error, without decord's ``[12:00:00] /src/file.cc:123:`` prefixes, at most 160 chars."""
+def _short(e: BaseException, path: str | Path | None = None) -> str:
+    """First line of an error, without decord's ``[12:00:00] /src/file.cc:123:`` prefixes and with the
+    file's folder removed (apps show no server paths), at most 160 chars."""
     import re
 
     text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", str(e).split("\n")[0]).strip()
+    if path is not None:
+        text = text.replace(str(path), Path(path).name)
     return text[:160] + ("..." if len(text) > 160 else "")
 
 
@@ -296,7 +299,7 @@ def decode_frames(path: str, indices: np.ndarray, backend: Backend = "auto",
             errors.append(_DecodeFailure(f"{name} is not installed ({e})", "pip install 'maskworks[seqav]'"))
             continue
         except Exception as e:  # noqa: BLE001 - decord and FFmpeg raise many types for damaged files
-            errors.append(_DecodeFailure(f"could not be decoded by {name} ({_short(e)})", REENCODE))
+            errors.append(_DecodeFailure(f"could not be decoded by {name} ({_short(e, path)})", REENCODE))
             continue
         if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
             errors.append(_DecodeFailure(f"{name} returned frames of shape {list(frames.shape)}", REENCODE))

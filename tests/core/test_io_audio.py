@@ -104,6 +104,7 @@ def test_bad_audio_gets_one_input_error(files, name, problem):
     with pytest.raises(InputError) as e:
         read_audio(files / name)
     assert problem in e.value.problem and e.value.source == str(files / name) and e.value.fix
+    assert str(files) not in e.value.short()
 
 
 def test_caps_are_checked_on_the_header(files):

@@ -121,6 +121,7 @@ def test_bad_files_get_one_input_error_naming_the_file(clips, name, problem):
         read_clip(path)
     assert problem in e.value.problem and e.value.source == str(path) and e.value.fix
     assert name.split(".")[0] in e.value.short() or name == "dir"
+    assert str(clips["dir"]) not in e.value.short()  # FFmpeg's messages name the file: its folder is removed
 
 
 @pytest.mark.parametrize("caps, problem", [
