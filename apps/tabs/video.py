@@ -57,7 +57,7 @@ def model_note() -> str:
         return "Shipped model: not found (train one with `maskworks train video/videomae-v2`)."
 
 
-def reconstruct(upload: str | None, example: str | None, seed: float, start: float | None):
+def reconstruct(upload: str | None, example: str | None, seed: float, start: str | float | None):
     """The tab's one event (``api_name="reconstruct_video"``): the upload if there is one, else the
     chosen shipped clip. Returns panel, GIF, summary, per-step rows, downloads and the JSON."""
     import gradio as gr
@@ -70,7 +70,10 @@ def reconstruct(upload: str | None, example: str | None, seed: float, start: flo
             raise gr.Error(f"No shipped clip named {example}.")
     else:
         raise gr.Error("Upload a short video (mp4, avi, webm, mov, mkv) or pick a shipped clip.")
-    start_s = None if start in (None, "") or float(start) < 0 else float(start)
+    try:
+        start_s = None if start is None or str(start).strip() == "" else float(str(start).strip())
+    except ValueError:
+        raise gr.Error(f"Clip start {start!r} is not a number of seconds; leave it empty for the middle.") from None
     try:
         with _LOCK:
             result = reconstructor().predict_file(path, seed=int(seed or 0), start_s=start_s, caps=CAPS)
@@ -109,8 +112,8 @@ def build_tab() -> None:
             example = gr.Dropdown(list(ex), value=default, label="or a shipped clip (used when nothing is uploaded)",
                                   elem_id="video-example")
             seed = gr.Number(value=0, precision=0, label="mask seed", elem_id="video-seed")
-            start = gr.Number(value=None, label="clip start in seconds (empty: the middle of the video)",
-                              elem_id="video-start")
+            start = gr.Textbox(value="", label="clip start in seconds (empty: the middle of the video)",
+                               elem_id="video-start")
             go = gr.Button("Reconstruct", variant="primary", elem_id="video-run")
             info = gr.Markdown(elem_id="video-info")
             steps = gr.Dataframe(headers=["frames", "model MSE", "nearest-visible MSE"], label="per 2-frame step",

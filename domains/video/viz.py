@@ -89,13 +89,19 @@ def draw_dual_mask(frames: np.ndarray, encoder_hidden: Tensor, decoded: Tensor |
 
 def _label(img: Image.Image, text: str, xy: tuple[int, int]) -> None:
     d = ImageDraw.Draw(img)
-    d.rectangle([xy[0], xy[1], xy[0] + 7 * len(text) + 6, xy[1] + 14], fill=(0, 0, 0))
+    d.rectangle([xy[0], xy[1], xy[0] + int(d.textlength(text)) + 6, xy[1] + 14], fill=(0, 0, 0))
     d.text((xy[0] + 3, xy[1] + 1), text, fill=(255, 255, 255))
 
 
-def panel(rows: dict[str, np.ndarray], step: int = 2, gap: int = 2) -> Image.Image:
+def _zoom(frames: np.ndarray, zoom: int) -> np.ndarray:
+    """Nearest-neighbour enlargement (patch edges stay sharp), for small clips on screens."""
+    return frames if zoom == 1 else frames.repeat(zoom, axis=1).repeat(zoom, axis=2)
+
+
+def panel(rows: dict[str, np.ndarray], step: int = 2, gap: int = 2, zoom: int = 2) -> Image.Image:
     """Rows of frames (``uint8 [T, H, W, 3]`` each) -> one picture, one column per ``step`` frames,
-    each row labelled."""
+    each row labelled, enlarged ``zoom`` times."""
+    rows = {k: _zoom(v, zoom) for k, v in rows.items()}
     names = list(rows)
     t, h, w = next(iter(rows.values())).shape[:3]
     cols = list(range(0, t, step))
@@ -107,8 +113,9 @@ def panel(rows: dict[str, np.ndarray], step: int = 2, gap: int = 2) -> Image.Ima
     return canvas
 
 
-def save_gif(rows: dict[str, np.ndarray], path: str | Path, fps: float = 8.0) -> Path:
-    """Animated GIF, the rows side by side, one frame per clip frame, looping."""
+def save_gif(rows: dict[str, np.ndarray], path: str | Path, fps: float = 8.0, zoom: int = 2) -> Path:
+    """Animated GIF, the rows side by side, one frame per clip frame, looping, enlarged ``zoom`` times."""
+    rows = {k: _zoom(v, zoom) for k, v in rows.items()}
     names = list(rows)
     t = next(iter(rows.values())).shape[0]
     frames = []
