@@ -14,7 +14,6 @@ VideoMAE's choice).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -239,10 +238,3 @@ def normalize_clip(clip: Tensor) -> Tensor:
     std = clip.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
     return (clip - mean) / std
 
-
-def flops_note(model: VideoMAE) -> str:
-    """How many tokens each half processes per clip (for the bench and the tab's text)."""
-    m = model.make_mask(1)
-    return (f"encoder {m.encoder.num_keep} of {m.encoder.num_tokens} tokens, decoder "
-            f"{m.encoder.num_keep + m.num_decoded} tokens ({m.num_decoded} reconstructed), "
-            f"{math.prod(model.grid)} in the grid")

@@ -71,3 +71,14 @@ def test_bad_folders_say_what_to_fix(tmp_path):
     (tmp_path / "videos" / "b.mp4").write_bytes(b"garbage")
     with pytest.raises(InputError, match="b.mp4"):
         VideoClips(tmp_path, num_frames=4, size=32)
+
+
+def test_the_shipped_avi_has_a_readable_sound_track():
+    """The audio-visual domain's entry point: the sound of a real video, via PyAV (mp3 in AVI)."""
+    from maskworks.core.io.audio import read_audio
+
+    a = read_audio(data_path("video", "kinetics_ucf", "videos", "apply_eye_makeup.avi"), 16000)
+    assert a.info.codec.startswith("mp3") and a.info.sample_rate == 44100 and a.info.channels == 2
+    assert a.samples.shape[0] == 1 and abs(a.duration_s - 6.56) < 0.1 and 0.01 < float(a.samples.std()) < 0.5
+    with pytest.raises(InputError, match="video without an audio track"):
+        read_audio(data_path("video", "kinetics_ucf", "videos", "arm_wrestling.mp4"))
