@@ -132,7 +132,10 @@ class VideoClips(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         k, idx, crop = self.window(i)
-        frames = self._frames[k][torch.from_numpy(idx)] if self._frames is not None else self._decode(k, idx)
+        if self._frames is not None:  # a header may over-count: the cache holds what really decoded
+            frames = self._frames[k][torch.from_numpy(np.minimum(idx, len(self._frames[k]) - 1))]
+        else:
+            frames = self._decode(k, idx)
         clip = to_clip(frames.numpy(), self.size, self.scale, crop)
         label = self.labels.index(self.entries[k].label)
         return {"clip": clip, "label": torch.tensor(label), "video": torch.tensor(k)}
