@@ -97,8 +97,9 @@ def reconstruction(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="maskworks eval video/reconstruction", description=
                                 "Mean squared error (pixels in [0, 1]) of the hidden tubes of --clips clips per video "
-                                "in a videos folder, each under --masks random tube masks (90 %%), for the model and for "
-                                "copying the nearest visible patch under the same masks. Use videos the model was not "
+                                "in a videos folder, each under --masks random tube masks (90 %%), for the model, for "
+                                "copying the nearest visible patch and for the mean of the visible patches (same step), "
+                                "under the same masks. Use videos the model was not "
                                 "trained on (e.g. --split test of the shipped set, or any other folder).")
     p.add_argument("--data", required=True, help="folder with videos/ (labels.csv optional; shipped:video/kinetics_ucf "
                    "is the shipped set)")
@@ -117,11 +118,10 @@ def reconstruction(argv: list[str]) -> int:
     res = reconstruction_error(job.model, ds, job.device, a.masks, a.seed, update)
     close()
     res |= {"data": str(a.data), "split": a.split, "weights": job.weights}
-    for name, r in res["per_video"].items():
-        print(f"{name:<40} model {r['model_mse']:.4f}  nearest visible patch {r['nearest_visible_mse']:.4f}  "
-              f"model better in {r['model_better_fraction']:.0%} of {r['samples']}")
-    print(f"{'all':<40} model {res['model_mse']:.4f}  nearest visible patch {res['nearest_visible_mse']:.4f}  "
-          f"model better in {res['model_better_fraction']:.0%}")
+    for name, r in [*res["per_video"].items(), ("all", res)]:
+        print(f"{name:<32} model {r['model_mse']:.4f} | nearest visible patch {r['nearest_visible_mse']:.4f} (model "
+              f"better in {r['model_better_fraction']:.0%}) | mean of visible patches {r['visible_mean_mse']:.4f} "
+              f"(model better in {r['model_better_than_mean_fraction']:.0%}) | {r['samples']} masked clips")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0

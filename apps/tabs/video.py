@@ -91,7 +91,8 @@ def reconstruct(upload: str | None, example: str | None, seed: float, start: str
             f"{tok['decoder_reconstructs_in_training']} of the {tok['hidden']} hidden ones.\n\n"
             f"Hidden-tube error (MSE, pixels 0–1): model **{m['model']:.4f}**, copying the nearest visible patch "
             f"**{m['nearest_visible_patch']:.4f}**: the model is {verdict} the baseline on this clip "
-            f"(x{m['ratio_baseline_over_model']:.2f}).")
+            f"(x{m['ratio_baseline_over_model']:.2f}). Filling every hidden tube with the mean of the visible "
+            f"ones scores {m['visible_patch_mean']:.4f}.")
     if result.notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in result.notes)
     rows = [[f"{s['frames'][0]}-{s['frames'][-1]}", s["model"], s["nearest_visible_patch"]] for s in js["per_step"]]

@@ -17,7 +17,7 @@ import torch
 
 from maskworks.domains.video.data import VideoClips
 from maskworks.domains.video.videomae import VideoMAE, normalize_clip
-from maskworks.domains.video.viz import masked_mse, nearest_visible_baseline
+from maskworks.domains.video.viz import masked_mse, nearest_visible_baseline, visible_mean_baseline
 
 
 def loo_scores(feats: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -95,11 +95,11 @@ def probe(model: VideoMAE, build_random: Callable[[], VideoMAE], ds: VideoClips,
 @torch.no_grad()
 def reconstruction_error(model: VideoMAE, ds: VideoClips, device: torch.device, masks_per_clip: int = 4,
                          seed: int = 0, progress: Callable | None = None) -> dict:
-    """Hidden-tube MSE (pixels in [0, 1]) of the model and of copying the nearest visible patch, under
-    the same ``masks_per_clip`` tube masks per clip; per video and overall (mean over clips)."""
+    """Hidden-tube MSE (pixels in [0, 1]) of the model, of copying the nearest visible patch and of the
+    visible patches' mean, under the same ``masks_per_clip`` tube masks per clip; per video and overall."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
-    per_video: dict[str, list[tuple[float, float]]] = {}
+    per_video: dict[str, list[tuple[float, float, float]]] = {}
     for i in range(len(ds)):
         item = ds[i]
         clip = item["clip"]
@@ -110,17 +110,21 @@ def reconstruction_error(model: VideoMAE, ds: VideoClips, device: torch.device, 
             hidden = mask.encoder.mask[0].cpu()
             base = nearest_visible_baseline(clip, hidden, model.patch_size)
             name = ds.entries[int(item["video"])].path.name
+            flat = visible_mean_baseline(clip, hidden, model.patch_size)
             per_video.setdefault(name, []).append((masked_mse(rec, clip, hidden, model.patch_size),
-                                                   masked_mse(base, clip, hidden, model.patch_size)))
+                                                   masked_mse(base, clip, hidden, model.patch_size),
+                                                   masked_mse(flat, clip, hidden, model.patch_size)))
         if progress:
             progress(i + 1, len(ds))
-    rows = {k: {"model_mse": float(np.mean([a for a, _ in v])), "nearest_visible_mse": float(np.mean([b for _, b in v])),
-                "model_better_fraction": float(np.mean([a < b for a, b in v])), "samples": len(v)}
-            for k, v in per_video.items()}
+    def summary(v: list[tuple[float, float, float]]) -> dict:
+        a, b, c = (np.array(x) for x in zip(*v))
+        return {"model_mse": float(a.mean()), "nearest_visible_mse": float(b.mean()), "visible_mean_mse": float(c.mean()),
+                "model_better_fraction": float((a < b).mean()), "model_better_than_mean_fraction": float((a < c).mean()),
+                "samples": len(v)}
+
     allv = [x for v in per_video.values() for x in v]
-    return {"videos": len(rows), "clips_per_video": ds.windows, "masks_per_clip": masks_per_clip,
-            "model_mse": float(np.mean([a for a, _ in allv])), "nearest_visible_mse": float(np.mean([b for _, b in allv])),
-            "model_better_fraction": float(np.mean([a < b for a, b in allv])), "per_video": rows}
+    return {"videos": len(per_video), "clips_per_video": ds.windows, "masks_per_clip": masks_per_clip,
+            **summary(allv), "per_video": {k: summary(v) for k, v in per_video.items()}}
 
 
 def video_set(root: str | Path, split: str | None, cfg: dict, windows: int) -> VideoClips:

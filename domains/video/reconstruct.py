@@ -19,7 +19,7 @@ from maskworks.core.io.video import VIDEO_SUFFIXES, VideoCaps, VideoInfo, probe_
 from maskworks.domains.video.data import to_clip
 from maskworks.domains.video.videomae import DualMask, VideoMAE, normalize_clip
 from maskworks.domains.video.viz import (draw_dual_mask, masked_mse, nearest_visible_baseline, panel, save_gif,
-                                         to_uint8)
+                                         to_uint8, visible_mean_baseline)
 
 SHIPPED_WEIGHTS = "shipped:weights/videomae-v2-small.safetensors"
 SUFFIXES = tuple(sorted(VIDEO_SUFFIXES))
@@ -38,6 +38,7 @@ class VideoReconstruction:
     frames: dict[str, np.ndarray]
     model_mse: float
     baseline_mse: float
+    mean_mse: float
     per_step: list[dict]
     tokens: dict
     seed: int
@@ -53,7 +54,8 @@ class VideoReconstruction:
                 "frames": self.indices.tolist(), "times_s": [round(float(t), 4) for t in self.timestamps_s],
                 "seed": self.seed, "tokens": self.tokens,
                 "hidden_tube_mse": {"model": round(self.model_mse, 6), "nearest_visible_patch": round(self.baseline_mse, 6),
-                                    "ratio_baseline_over_model": round(self.baseline_mse / max(self.model_mse, 1e-12), 3)},
+                                    "ratio_baseline_over_model": round(self.baseline_mse / max(self.model_mse, 1e-12), 3),
+                                    "visible_patch_mean": round(self.mean_mse, 6)},
                 "per_step": self.per_step, "beats_baseline": self.beats_baseline, "weights": self.weights,
                 "notes": self.notes}
 
@@ -133,6 +135,7 @@ class VideoReconstructor:
                              "nearest_visible_patch": round(masked_mse(base[:, sl], clip[:, sl], h, m.patch_size), 6)})
         model_mse = masked_mse(rec, clip, hidden, m.patch_size)
         base_mse = masked_mse(base, clip, hidden, m.patch_size)
+        mean_mse = masked_mse(visible_mean_baseline(clip, hidden, m.patch_size), clip, hidden, m.patch_size)
         if model_mse >= base_mse:
             notes.append(f"On this clip the model does worse than copying the nearest visible patch "
                          f"({model_mse:.4f} vs {base_mse:.4f}): it was trained on {self.trained_on}.")
@@ -141,7 +144,7 @@ class VideoReconstructor:
         tokens = {"grid": list(m.grid), "total": mask.encoder.num_tokens, "encoder_visible": mask.encoder.num_keep,
                   "hidden": mask.encoder.num_masked, "decoder_reconstructs_in_training": mask.num_decoded}
         return VideoReconstruction(str(path), info, clip_frames.indices, clip_frames.timestamps_s, frames, model_mse,
-                                   base_mse, per_step, tokens, int(seed), self.weights, notes)
+                                   base_mse, mean_mse, per_step, tokens, int(seed), self.weights, notes)
 
     def _notes(self, info: VideoInfo, got: np.ndarray, clip: torch.Tensor) -> list[str]:
         notes = []

@@ -49,6 +49,21 @@ def nearest_visible_baseline(clip: Tensor, hidden: Tensor, patch: Sequence[int])
     return unpatchify(out[None], patch, hidden.shape, clip.shape[0])[0]
 
 
+def visible_mean_baseline(clip: Tensor, hidden: Tensor, patch: Sequence[int]) -> Tensor:
+    """Every hidden tube filled with the mean patch of the visible tubes of the same time step: a
+    blurry guess, the kind an MSE-trained model drifts to when it has learnt little."""
+    tg, h, w = hidden.shape
+    patches = patchify(clip[None], patch)[0]
+    out = patches.clone()
+    n = h * w
+    for t in range(tg):
+        hid = hidden[t].reshape(-1).cpu()
+        if hid.any() and (~hid).any():
+            block = patches[t * n:(t + 1) * n]
+            out[t * n + hid.nonzero().flatten()] = block[~hid].mean(dim=0)
+    return unpatchify(out[None], patch, hidden.shape, clip.shape[0])[0]
+
+
 def masked_mse(a: Tensor, b: Tensor, hidden: Tensor, patch: Sequence[int]) -> float:
     """Mean squared error (pixels in [0, 1]) over the hidden tubes only."""
     pa, pb = patchify(a[None].float(), patch)[0], patchify(b[None].float(), patch)[0]

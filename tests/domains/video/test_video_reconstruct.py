@@ -9,7 +9,7 @@ from maskworks.core.io import InputError
 from maskworks.core.masking import patchify
 from maskworks.data import data_path
 from maskworks.domains.video.reconstruct import VideoReconstructor
-from maskworks.domains.video.viz import masked_mse, nearest_visible_baseline
+from maskworks.domains.video.viz import masked_mse, nearest_visible_baseline, visible_mean_baseline
 
 CLIPS = data_path("video", "kinetics_ucf", "videos")
 
@@ -28,6 +28,8 @@ def test_baseline_copies_the_nearest_visible_patch_by_hand():
     assert torch.allclose(base, torch.full_like(clip, 0.5))  # both neighbours copy the middle patch
     # MSE over hidden places only: (0.4^2 + 0.4^2) / 2
     assert masked_mse(base, clip, hidden, (2, 2, 2)) == pytest.approx(0.16, abs=1e-6)
+    flat = visible_mean_baseline(clip, torch.tensor([[[False, True, False]]]), (2, 2, 2))
+    assert torch.allclose(flat[:, :, :, 2:4], torch.full((3, 2, 2, 2), 0.5))  # mean of 0.1 and 0.9
     two = torch.tensor([[[False, True, False]]])  # a tie goes to the first visible place
     assert torch.allclose(nearest_visible_baseline(clip, two, (2, 2, 2))[:, :, :, 2:4], torch.full((3, 2, 2, 2), 0.1))
 
@@ -77,3 +79,14 @@ def test_bad_files_raise_the_shared_input_error(job, tmp_path):
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(InputError, match="broken.mp4"):
         job.predict_file(bad)
+
+
+def test_shipped_model_beats_both_baselines_on_the_held_out_clip(job):
+    """apply_eye_makeup.avi was never trained on; under the same masks the model's hidden-tube error
+    is below copying the nearest visible patch and below the visible patches' mean."""
+    from maskworks.domains.video.evaluate import reconstruction_error, video_set
+
+    res = reconstruction_error(job.model, video_set("shipped:video/kinetics_ucf", "test", job.cfg, 2), job.device,
+                               masks_per_clip=2)
+    assert res["samples"] == 4
+    assert res["model_mse"] < 0.85 * res["nearest_visible_mse"] and res["model_mse"] < res["visible_mean_mse"]
