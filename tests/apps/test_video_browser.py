@@ -8,7 +8,7 @@ pytestmark = pytest.mark.browser
 TAB = "Video MAE (VideoMAE V2)"
 
 
-def _expected(name: str = "arm_wrestling.mp4", seed: int = 0) -> dict:
+def _expected(name: str = "apply_eye_makeup.avi", seed: int = 0) -> dict:
     from maskworks.data import data_path
     from maskworks.domains.video.reconstruct import VideoReconstructor
 
@@ -21,7 +21,7 @@ def test_video_tab_reconstructs_a_shipped_clip_and_explains_a_bad_upload(page, t
     page.get_by_role("tab", name=TAB).click()
     page.locator("#video-run").click()
     info = page.locator("#video-info")
-    info.get_by_text("arm_wrestling.mp4").wait_for()
+    info.get_by_text("apply_eye_makeup.avi").wait_for()  # the default: the held-out clip
     page.locator("#video-panel img").wait_for()
     page.locator("#video-gif img").wait_for()
     text = info.inner_text()
@@ -38,5 +38,5 @@ def test_video_tab_reconstructs_a_shipped_clip_and_explains_a_bad_upload(page, t
     page.locator("#video-upload input[type=file]").set_input_files(str(bad))
     page.get_by_text("Cannot read broken.mp4").first.wait_for()
     assert "not a readable video container" in page.get_by_text("Cannot read broken.mp4").first.inner_text()
-    assert "arm_wrestling" not in page.locator("#video-info").inner_text()  # the old result is cleared
+    assert "apply_eye_makeup" not in page.locator("#video-info").inner_text()  # the old result is cleared
     screenshot(page, "demo_video_bad_upload")
