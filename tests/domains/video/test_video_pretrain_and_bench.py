@@ -14,7 +14,7 @@ from maskworks.domains.video.bench import bench_config, main as bench_main
 from maskworks.domains.video.videomae import VideoMAE
 
 
-def test_smoke_recipe_trains_resumes_and_draws(tmp_path):
+def test_smoke_recipe_trains_and_draws_held_out_reconstructions(tmp_path):
     cfg = load_recipe(find_recipe("video/videomae-v2"), "smoke", ["trainer.max_steps=4", "trainer.ckpt_every=2"])
     full = fit(cfg, tmp_path / "full", progress=False)
     assert full["reconstruction_split"] == "val"  # the held-out clip, not a training one
