@@ -2,7 +2,7 @@
 ``video/reconstruction``, ``maskworks bench videomae-step``, the demo tab."""
 from __future__ import annotations
 
-BENCHES: dict[str, str] = {"videomae-step": "maskworks.domains.video.bench:main"}
+BENCHES: dict[str, str] = {"videomae-step": "maskworks.apps.commands.video:bench_videomae_step"}
 EVALS: dict[str, str] = {"video/probe": "maskworks.apps.commands.video:probe",
                          "video/reconstruction": "maskworks.apps.commands.video:reconstruction"}
 PREDICTS: dict[str, str] = {"video/videomae": "maskworks.apps.commands.video:predict"}

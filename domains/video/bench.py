@@ -8,11 +8,7 @@ models' FLOPs per step beside it (the counter of ``maskworks bench mae-step``).
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
-
 from maskworks.core.bench import DTYPE_CHOICES, precision, step_flops
 from maskworks.core.timing import time_alternating
 
@@ -91,50 +87,3 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
             "maskworks_gflop_step": round(flops["maskworks"] / 1e9, 3),
             "huggingface_gflop_step": round(flops["huggingface"] / 1e9, 3),
             "flop_ratio": round(flops["huggingface"] / flops["maskworks"], 3), "note": hf_target_note}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="maskworks bench videomae-step", description=
-                                "Our VideoMAE V2 training step (dual masking: tube 90 %% for the encoder, running cells "
-                                "50 %% for the decoder; forward, backward, AdamW) against Hugging Face "
-                                "VideoMAEForPreTraining (tube mask only; its decoder reconstructs every hidden token) with "
-                                "the same weights, clips, tube mask, batch and precision, alternating in one process; "
-                                "median of --steps timed steps after --warmup. Prints clips/s of each, their ratio "
-                                "(ours / theirs) and both models' FLOPs per step.")
-    p.add_argument("--configs", default="a", help="comma-separated configurations: a (ViT-S/16, decoder 192x4, 16x112, "
-                   "batch 4; CPU), b (ViT-B/16, decoder 384x4, 16x224, batch 2; meant for a GPU), tiny (tests). "
-                   "Default a")
-    p.add_argument("--steps", type=int, default=10, help="timed steps of each model, alternating; the median is reported "
-                   "(default 10; 20 or more for figures you quote)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps of each model first (default 3)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--dtype", choices=(*DTYPE_CHOICES, "both"),
-                   help="fp32, bf16 (autocast) or both; default: both on a GPU, fp32 on a CPU")
-    p.add_argument("--decoder-mask-ratio", type=float, default=0.5,
-                   help="our decoder's running-cell mask ratio (default 0.5, VideoMAE V2's; 0 = plain VideoMAE, "
-                   "which should then run at about Hugging Face's speed)")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    a = p.parse_args(argv)
-    dev = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA GPU is visible to torch")
-    chosen = a.dtype or ("both" if dev.startswith("cuda") else "fp32")
-    dtypes = DTYPE_CHOICES if chosen == "both" else (chosen,)
-    results = []
-    for name in a.configs.split(","):
-        name = name.strip()
-        if name not in CONFIGS:
-            p.error(f"unknown configuration {name!r}; choose from {', '.join(CONFIGS)}")
-        for dtype in dtypes:
-            r = bench_config(name, a.steps, a.warmup, dtype, dev, decoder_mask_ratio=a.decoder_mask_ratio)
-            results.append(r)
-            t = r["tokens"]
-            print(f"[{r['config']}] {r['label']} | {r['device']} {r['dtype']} | maskworks {r['maskworks_clips_s']:.2f} clips/s, "
-                  f"Hugging Face {r['huggingface_clips_s']:.2f} clips/s, ratio {r['ratio']:.2f}x | FLOPs per step "
-                  f"(forward+backward): maskworks {r['maskworks_gflop_step']:.1f} G, Hugging Face "
-                  f"{r['huggingface_gflop_step']:.1f} G, ratio {r['flop_ratio']:.2f}x | decoder tokens per clip "
-                  f"{t['maskworks_decoder']} vs {t['huggingface_decoder']} (encoder {t['encoder']})", flush=True)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0

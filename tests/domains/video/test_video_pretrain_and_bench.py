@@ -10,7 +10,8 @@ import torch
 from maskworks.apps.recipes import find_recipe
 from maskworks.core.training import fit, load_recipe
 from maskworks.core.training.task import load_trained
-from maskworks.domains.video.bench import bench_config, main as bench_main
+from maskworks.apps.commands.video import bench_videomae_step as bench_main
+from maskworks.domains.video.bench import bench_config
 from maskworks.domains.video.videomae import VideoMAE
 
 
