@@ -8,6 +8,7 @@ the PNG/JPEG reader of the image MAE and the medical readers refuse and scale th
 from __future__ import annotations
 
 import math
+import re
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,14 +35,19 @@ def check_pixel_count(source: object, shape: tuple[int, ...], limit: int, what: 
     non-positive dimension."""
     dims = tuple(int(d) for d in shape)
     if any(d <= 0 for d in dims):
-        raise InputError(source, f"the header gives a {what} of size {' x '.join(map(str, dims))}, with an empty "
+        raise InputError(source, f"the header says the {what} is {' x '.join(map(str, dims))}, with an empty "
                                  "dimension", "re-export the file; it holds no pixels")
     n = math.prod(dims)
     if n > limit:
-        raise InputError(source, f"the header gives a {what} of {' x '.join(map(str, dims))} = {n:,} values, above "
-                                 f"the {limit:,} this reader decodes (a file this small claiming that much is often a "
-                                 "decompression bomb)", f"crop or downsample it first (a chest radiograph needs no more "
-                                 f"than a few megapixels), or pass a larger cap (max_pixels / max_voxels) if it is real")
+        raise too_large(source, f"the {what} is {' x '.join(map(str, dims))} = {n:,} values", limit)
+
+
+def too_large(source: object, claim: str, limit: int) -> InputError:
+    """The error for a header that claims more than ``limit`` values (``claim``: what it claims)."""
+    return InputError(source, f"the header says {claim}, above the {limit:,} this reader decodes (a file this "
+                              "small claiming that much is often a decompression bomb)",
+                      "crop or downsample it first (a chest radiograph needs no more than a few megapixels), or pass "
+                      "a larger cap (max_pixels / max_voxels) if it is real")
 
 
 def require_finite(source: object, array: np.ndarray, what: str = "pixel data",
@@ -118,8 +124,10 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Iterator["obje
             yield img
     except InputError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise InputError(path, f"too many pixels ({exc})", "downsample the image first") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own check (in open, above 179 M pixels) came first
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        claim = f"the image has {int(found.group(1)):,} pixels" if found else "the image has too many pixels"
+        raise too_large(path, claim, max_pixels) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(path, f"not a readable image (truncated or corrupt image: {describe_error(exc, path)})",
                          "re-download or re-export the PNG/JPEG") from exc

@@ -212,11 +212,11 @@ class DistributionGate:
         if -up > max(float(corr.max()), self.min_layout):
             res.reasons.append(f"it looks inverted (correlation {up:+.2f} with the average normal chest radiograph: "
                                "lungs bright, bones dark)")
-        elif best != 0:
+        elif best != 0 and corr[best] >= self.min_layout:
             turned = {1: "turned 90 degrees anticlockwise", 2: "upside down", 3: "turned 90 degrees clockwise"}[best]
-            res.reasons.append(f"it looks {turned} (it matches the average normal chest radiograph turned that way "
-                               f"with correlation {corr[best]:+.2f}, upright {up:+.2f})")
-        elif up < self.min_layout:
+            res.reasons.append(f"it looks {turned}, or is not a chest radiograph (it matches the average normal chest "
+                               f"radiograph {turned} with correlation {corr[best]:+.2f}, upright {up:+.2f})")
+        elif up < self.min_layout or best != 0:
             res.reasons.append(f"its layout is unlike a chest radiograph (correlation {up:+.2f} with the average "
                                f"normal one; at least {self.min_layout:.2f} expected)")
         return res
