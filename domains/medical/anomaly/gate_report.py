@@ -1,7 +1,8 @@
 """Figures of the out-of-distribution gate: which unusual inputs it refuses, and how many real chest
 radiographs it wrongly refuses (false rejections), on any folder of the shipped layout.
 
-    python -m maskworks.domains.medical.anomaly.gate_report [--json docs/medical/anomaly_gate.json]
+    python -c "from maskworks.domains.medical.anomaly.gate_report import *; \
+               print(summary(gate_figures(json_path='docs/medical/anomaly_gate.json')))"
 
 Unusual inputs are the shipped CT DICOMs and brain NIfTI plus files written here from shipped images
 (:func:`write_unusual_inputs`); the real radiographs are the shipped examples, PneumoniaMNIST's ``val``
@@ -10,7 +11,6 @@ Every file goes through :meth:`AnomalyDetector.analyse_file`, the path of the ta
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 from pathlib import Path
@@ -81,17 +81,14 @@ def folder_files(root: str | Path, split: str | None) -> list[Path]:
     return [root / "images" / r["file"] for r in read_labels(root, split)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def gate_figures(weights: str | Path | None = None, json_path: str | Path | None = None) -> dict:
+    """Every figure of the module's docstring as a dict (written to ``json_path`` too)."""
     import tempfile
 
     from maskworks.data import data_path
     from maskworks.domains.medical.anomaly.detector import AnomalyDetector
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", help="detector weights (default: shipped)")
-    p.add_argument("--json", help="write the figures here")
-    a = p.parse_args(argv)
-    det = AnomalyDetector.load(a.weights, device="cpu")
+    det = AnomalyDetector.load(weights, device="cpu")
     out: dict = {"gate": {k: v for k, v in det.gate.to_dict().items() if k != "template"}}
     with tempfile.TemporaryDirectory() as tmp:
         unusual = {**shipped_unusual_inputs(), **write_unusual_inputs(tmp)}
@@ -104,15 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                                          [data_path("medical", "dicom", "RG1_UNCI.dcm")])
     out["pneumoniamnist_val"] = acceptance(det, folder_files(data_path("cxr", "pneumoniamnist_28px"), "val"))
     out["nih_valid"] = acceptance(det, folder_files(data_path("cxr", "nih_64px"), "valid"))
-    for name, r in per_file.items():
-        print(f"{name:55s} {'VERDICT' if r['in_distribution'] else 'refused'}: {'; '.join(r['reasons'])}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(out, indent=2))
+    return out
+
+
+def summary(figures: dict) -> str:
+    """The figures as lines of text: each unusual input with its reasons, then the refusal rates."""
+    lines = [f"{name:50s} {'VERDICT' if r['in_distribution'] else 'refused'}: {'; '.join(r['reasons'])}"
+             for name, r in figures["unusual_inputs"].items()]
     for key in ("shipped_examples", "pneumoniamnist_val", "nih_valid"):
-        r = out[key]
-        print(f"{key}: {r['refused']} of {r['n']} refused ({r['refusal_rate']:.1%}) {r['reasons']}")
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        r = figures[key]
+        lines.append(f"{key}: {r['refused']} of {r['n']} refused ({r['refusal_rate']:.1%}) {r['reasons']}")
+    return "\n".join(lines)
