@@ -396,7 +396,6 @@ def read_nifti(path: PathLike, *, slices: Sequence[int] | None = None,
     values = []
     stride = max(1, int(np.sqrt(ni * nj * nt / 65536)))  # ~64 k values per sampled slice for the percentiles
     try:
-        k = 0
         for k in sorted(set(wanted) | set(sample)) if slices is not None else range(0, nk, step):
             k1 = min(k + step, nk) if slices is None else k + 1
             slab = _nifti_slab(img, path, k, k1, ndim)
