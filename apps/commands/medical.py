@@ -333,7 +333,11 @@ def predict_anomaly(argv: list[str] | None = None) -> int:
                                 "Anomaly heatmap and score of each chest X-ray (PNG/JPEG, DICOM with or without an "
                                 "extension, NIfTI slice) with the MemMC-MAE: writes <name>_heatmap.png (overlay with the "
                                 "above-threshold contour) and <name>.json (score, z-score against normal images, "
-                                "threshold, model version, input SHA-256). Research use only, not for diagnosis.")
+                                "threshold, model version, input SHA-256). An image the model cannot judge (not a "
+                                "frontal chest radiograph: CT, MR, lateral, turned, inverted, blank or noise) gets "
+                                "\"in_distribution\": false with the reasons, \"anomalous\": null and no heatmap. "
+                                "The model sees every image at its training size (28 px for the shipped one). "
+                                "Research use only, not for diagnosis.")
     add_batch_options(p, "images (PNG/JPEG, DICOM, NIfTI) or folders of them (a PACS export of DICOMs named by UID works)")
     p.add_argument("--weights", help="weights (default: shipped data/weights/memmc-cxr.safetensors)")
     p.add_argument("--specificity", type=float, default=None,
@@ -345,7 +349,8 @@ def predict_anomaly(argv: list[str] | None = None) -> int:
     return run_predict(a, INPUT_SUFFIXES, lambda f: det.analyse_file(f, a.window, a.slice, a.specificity),
                        "medical/anomaly", dicom_without_suffix=True,
                        describe=lambda it, r: f"{it.path}: z {r.z:+.2f} (threshold {r.threshold:.2f}) "
-                                              f"{'ABOVE' if r.anomalous else 'below'} threshold")
+                                              f"{'ABOVE' if r.anomalous else 'below'} threshold" if r.in_distribution
+                       else f"{it.path}: NOT JUDGED, not a frontal chest radiograph: {'; '.join(r.reasons)}")
 
 
 def eval_anomaly_scoring(argv: list[str] | None = None) -> int:

@@ -214,12 +214,12 @@ def example_figure(path: str | Path, n_lesions: int = 4, seed: int = 0) -> Path:
     panels = []
     for f in sorted(data_path("examples", "anomaly").glob("*.png")):
         arr, meta = load_medical_image(f)
-        r = det.analyse(to_unit_range(arr, meta))
+        r = det.analyse(to_unit_range(arr, meta), meta=meta)
         panels.append((f.stem, r, None))
     ds = LabelledImageFolder(data_path("cxr", "pneumoniamnist_28px"), "val", det.size)
     les, masks = insert_lesions(ds.images[ds.is_normal][:n_lesions], seed=seed)
     for i in range(n_lesions):
-        panels.append((f"synthetic lesion {i}", det.analyse(les[i, 0].numpy()), masks[i].numpy()))
+        panels.append((f"synthetic lesion {i}", det.analyse(les[i, 0].numpy(), gate=False), masks[i].numpy()))
     fig, axes = plt.subplots(2, len(panels), figsize=(1.9 * len(panels), 4.1))
     for j, (name, r, m) in enumerate(panels):
         axes[0, j].imshow(r.image, cmap="gray", vmin=0, vmax=1)

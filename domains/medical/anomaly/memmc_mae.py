@@ -214,12 +214,17 @@ class MemMCTask(Task):
         res = scorer.score(calib.images, progress=False)
         cal = Calibration.fit(res.scores, res.heatmaps, specificity=float((self.cfg.get("scoring") or {})
                                                                           .get("specificity", 0.95)))
+        from maskworks.domains.medical.anomaly.ood import DistributionGate
+
+        gate = DistributionGate.fit(calib.images, cal.normalise(res.scores.numpy()),
+                                    fitted_on=f"{len(calib)} held-out normal images of {self.cfg['data']['root']}")
         record = {
             "model": self.cfg.get("name", "memmc"), "version": _version_string(self.cfg),
             "recipe": self.cfg, "data": {"root": self.cfg["data"]["root"], "split": self.cfg["data"].get("split"),
                                          "train_normals": train_n, "calibration_normals": len(calib)},
             "steps": int((self.cfg.get("trainer") or {}).get("max_steps", 0)),
             "scoring": scorer.config(), "calibration": cal.to_dict(), "pixel_stats": scorer.pixel_stats(),
+            "ood": gate.to_dict(),
         }
         (Path(run_dir) / "anomaly.json").write_text(json.dumps(record, indent=2, default=str))
         return {"calibration_normals": len(calib), "threshold_z": round(cal.threshold, 4),

@@ -50,7 +50,10 @@ def test_tiny_recipe_trains_end_to_end_and_writes_the_record(tmp_path):
     assert len(rec["pixel_stats"]["mean"]) == 28 and len(rec["calibration"]["quantiles"]) == 201
     det = AnomalyDetector.load(tmp_path / "run" / "model.safetensors", device="cpu")
     assert det.model.memory_size == 4 and det.model.multi_level
-    res = det.analyse(torch.rand(40, 40).numpy())
+    assert rec["ood"]["fitted_on"].startswith("10 held-out normal images") and len(rec["ood"]["template"]) == 14
+    noise = torch.rand(40, 40).numpy()
+    assert not det.analyse(noise).in_distribution  # the gate written by training refuses noise
+    res = det.analyse(noise, gate=False)  # scored anyway on request
     assert res.heatmap.shape == (28, 28) and res.threshold == pytest.approx(rec["calibration"]["threshold"])
 
 
@@ -104,3 +107,25 @@ def test_eval_command_on_a_small_folder(tmp_path):
     for r in res["results"]:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["pixel_auroc"] <= 1 and 0 <= r["aupro"] <= 1
     assert (tmp_path / "res_roc.png").stat().st_size > 1000
+
+
+def test_predict_command_refuses_to_judge_a_ct_and_fails_on_nan(tmp_path, capsys):
+    """A CT gets a JSON saying why there is no verdict (no heatmap); a DICOM whose RescaleSlope is NaN is an
+    input error (exit status 2), not a score."""
+    import pydicom
+
+    from maskworks.apps.cli import main
+
+    ct = data_path("medical", "dicom", "CT_small.dcm")
+    ds = pydicom.dcmread(ct)
+    ds.RescaleSlope = "NaN"
+    ds.save_as(tmp_path / "nan_slope.dcm")
+    out = tmp_path / "out"
+    assert main(["predict", "medical/anomaly", str(ct), str(tmp_path / "nan_slope.dcm"), "--out", str(out),
+                 "--no-progress"]) == 2
+    rep = json.loads((out / "CT_small.json").read_text())
+    assert rep["in_distribution"] is False and rep["anomalous"] is None and rep["outputs"] == []
+    assert "Modality is CT" in rep["ood_message"] and not (out / "CT_small_heatmap.png").exists()
+    assert "NOT JUDGED" in capsys.readouterr().out
+    failed = json.loads((out / "summary.json").read_text())["failed"]
+    assert len(failed) == 1 and failed[0]["kind"] == "input" and "RescaleSlope" in failed[0]["error"]
