@@ -62,23 +62,38 @@ def _one_line_user_errors(f, where: str):
 
 
 def api_endpoint(name: str, entry: str):
-    """``fn(path, options) -> dict`` as a Gradio function that reports bad input as a user error."""
-    import gradio as gr
-
+    """``fn(path, options) -> dict`` as a Gradio function (batched when ``fn`` has a ``batch``): a bad file
+    answers ``{"error": ...}`` (logged as one line), so a script's batch of requests never dies on one file."""
     from maskworks.core.io import InputError
 
     fn = _load(entry)
+    batch = getattr(fn, "batch", None)
+
+    def answer(file, result) -> dict:
+        if isinstance(result, InputError):
+            log.warning("user error on /predict_%s: %s", name, result.short())
+            return {"error": result.short()}
+        return result
 
     def call(file, options):
         if not file:
-            raise gr.Error(f"/predict_{name}: send a file")
+            return {"error": f"/predict_{name}: send a file"}
         try:
             return fn(file, options or {})
         except InputError as e:
-            raise gr.Error(e.short()) from None
+            return answer(file, e)
 
-    call.__name__ = f"predict_{name}"
-    return call
+    def call_batch(files, options):
+        ready = [i for i, f in enumerate(files) if f]
+        res = batch([files[i] for i in ready], [options[i] for i in ready]) if ready else []
+        out: list = [{"error": f"/predict_{name}: send a file"}] * len(files)
+        for i, r in zip(ready, res):
+            out[i] = answer(files[i], r)
+        return (out,)
+
+    fn_ = call_batch if batch is not None else call
+    fn_.__name__ = f"predict_{name}"
+    return fn_, batch is not None
 
 
 def build_demo():
@@ -101,7 +116,9 @@ def build_demo():
             for name, entry in APIS.items():
                 file, options, out = gr.File(type="filepath"), gr.JSON(), gr.JSON()
                 before = len(demo.fns)
-                gr.Button().click(api_endpoint(name, entry), [file, options], out, api_name=f"predict_{name}")
+                fn, batched = api_endpoint(name, entry)
+                gr.Button().click(fn, [file, options], out, api_name=f"predict_{name}", batch=batched,
+                                  max_batch_size=API_BATCH)
                 _limit_per_tab(demo, before, f"api:{name}", public=True)
         gr.Markdown(FOOTER)
     return demo

@@ -64,8 +64,6 @@ class Worker:
 
 
 @pytest.mark.slow  # ~2 min: 300+ files through three models
-@pytest.mark.xfail(reason="until the medical readers guard PNG pixels and NIfTI size before decoding (issue 20, in "
-                   "progress): the corpus finds both", strict=False)
 def test_every_fuzz_file_is_a_clear_error_or_a_correct_result(tmp_path):
     cases = make_corpus(tmp_path / "corpus")
     worker = Worker()

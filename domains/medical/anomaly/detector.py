@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -261,9 +261,12 @@ class AnomalyDetector:
         :mod:`~maskworks.domains.medical.anomaly.ood`; ``meta`` adds the DICOM header's checks) gets no
         verdict, only the reasons; ``gate=False`` scores anything (research use: the score is then only
         "how unlike the training normals")."""
-        spec = self.calibration.specificity if specificity is None else float(specificity)
-        thr = self.calibration.threshold_at(spec)
-        pthr = self.calibration.pixel_threshold_at(spec) if self.calibration.pixel_quantiles else float("inf")
+        pre = self._check(image, meta, depth, channels, colour_spread, gate)
+        return self._score([pre], specificity, gate)[0]
+
+    def _check(self, image: np.ndarray, meta: dict | None, depth: int, channels: int, colour_spread: float,
+               gate: bool) -> tuple[torch.Tensor, GateResult, int]:
+        """The model input and the gate's verdict before scoring (header, size, intensities, layout)."""
         x = self.prepare(image)
         checked = GateResult()
         if gate:
@@ -271,30 +274,70 @@ class AnomalyDetector:
             img_check = self.gate.check_image(np.asarray(image, dtype=np.float32), x, channels, colour_spread)
             checked.reasons += img_check.reasons
             checked.checks.update(img_check.checks)
-        if checked.reasons:  # not scored at all: nothing the model says about it would mean anything
-            return Analysis(None, None, None, thr, spec, None, None, pthr, x[0, 0].numpy(), None,
-                            model_version=self.version, depth=depth, reasons=checked.reasons, checks=checked.checks)
-        res = self.scorer.score_batch(x)
-        score = float(res.scores[0])
-        z = float(self.calibration.normalise(score))
-        if gate:
-            checked.checks["z_score"] = round(z, 4)
-            checked.reasons += self.gate.check_score(z)
-        if checked.reasons:
-            return Analysis(None, None, None, thr, spec, None, None, pthr, x[0, 0].numpy(), None,
-                            model_version=self.version, depth=depth, reasons=checked.reasons, checks=checked.checks)
-        return Analysis(score, z, self.calibration.percentile(z), thr, spec, z > thr, res.heatmaps[0].numpy(), pthr,
-                        x[0, 0].numpy(), res.recon[0, 0].clamp(0, 1).numpy(), model_version=self.version, depth=depth,
-                        checks=checked.checks)
+        return x, checked, depth
+
+    def _score(self, items: list[tuple[torch.Tensor, GateResult, int]], specificity: float | None,
+               gate: bool = True) -> list[Analysis]:
+        """Score every item the gate let through in one batch (the scorer's result does not depend on the
+        batch: tested), then finish each: verdict, or the reasons it is not judged."""
+        spec = self.calibration.specificity if specificity is None else float(specificity)
+        thr = self.calibration.threshold_at(spec)
+        pthr = self.calibration.pixel_threshold_at(spec) if self.calibration.pixel_quantiles else float("inf")
+        todo = [i for i, (_, checked, _) in enumerate(items) if not checked.reasons]
+        res = self.scorer.score_batch(torch.cat([items[i][0] for i in todo])) if todo else None
+        out = []
+        for i, (x, checked, depth) in enumerate(items):
+            refused = Analysis(None, None, None, thr, spec, None, None, pthr, x[0, 0].numpy(), None,
+                               model_version=self.version, depth=depth, reasons=checked.reasons, checks=checked.checks)
+            if checked.reasons:  # not scored at all: nothing the model says about it would mean anything
+                out.append(refused)
+                continue
+            k = todo.index(i)
+            score = float(res.scores[k])
+            z = float(self.calibration.normalise(score))
+            if gate:
+                checked.checks["z_score"] = round(z, 4)
+                checked.reasons += self.gate.check_score(z)
+            if checked.reasons:
+                out.append(refused)
+                continue
+            out.append(Analysis(score, z, self.calibration.percentile(z), thr, spec, z > thr, res.heatmaps[k].numpy(),
+                                pthr, x[0, 0].numpy(), res.recon[k, 0].clamp(0, 1).numpy(), model_version=self.version,
+                                depth=depth, checks=checked.checks))
+        return out
 
     def analyse_file(self, path: str | Path, window: str = "auto", slice_index: int | None = None,
                      specificity: float | None = None) -> Analysis:
         """Read (:func:`read_input`), check, score and describe one file."""
-        inp = read_input(path, window, slice_index)
-        res = self.analyse(inp.image, specificity, meta=inp.meta, depth=inp.depth, channels=inp.channels,
-                           colour_spread=inp.colour_spread)
-        res.source, res.sha256 = inp.source, file_sha256(path)
+        res = self.analyse_files([path], window, slice_index, specificity)[0]
+        if isinstance(res, Exception):
+            raise res
         return res
+
+    def analyse_files(self, paths: Sequence[str | Path], window: str = "auto", slice_index: int | None = None,
+                      specificity: float | None = None) -> list["Analysis | InputError"]:
+        """:meth:`analyse_file` of many files with one model call for all of them (what a server does with
+        concurrent requests); a file that cannot be read gets its :class:`InputError` in its place."""
+        from maskworks.core.io import InputError
+
+        inputs: list = []
+        for path in paths:
+            try:
+                inputs.append(read_input(path, window, slice_index))
+            except InputError as e:
+                inputs.append(e)
+        readable = [inp for inp in inputs if not isinstance(inp, InputError)]
+        scored = iter(self._score([self._check(inp.image, inp.meta, inp.depth, inp.channels, inp.colour_spread, True)
+                                   for inp in readable], specificity))
+        out: list = []
+        for inp in inputs:
+            if isinstance(inp, InputError):
+                out.append(inp)
+                continue
+            res = next(scored)
+            res.source, res.sha256 = inp.source, file_sha256(inp.source)
+            out.append(res)
+        return out
 
 
 def fit_gate(task, scorer: AnomalyScorer, calibration: Calibration) -> DistributionGate:
