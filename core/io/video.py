@@ -121,6 +121,9 @@ def probe_video(path: str | Path, caps: VideoCaps = DEFAULT_CAPS) -> VideoInfo:
             what = "an audio-only file" if has_audio else "a file with no video stream"
             raise InputError(path, f"is {what}", "give a video file with a picture track")
         s = videos[0]
+        if s.codec_context is None:  # a damaged header: the stream is listed but no decoder can be set up
+            raise InputError(path, "its video stream has no usable codec (the header is damaged or truncated)",
+                             f"check that the file is complete; {REENCODE}")
         width, height = int(s.codec_context.width or 0), int(s.codec_context.height or 0)
         codec = s.codec_context.name or "?"
         rate = s.average_rate or s.guessed_rate or s.base_rate

@@ -54,11 +54,13 @@ def png_bomb(width: int, height: int) -> bytes:
 
 
 def _mutations(name: str, data: bytes, job: str) -> Iterator[tuple[str, bytes, str]]:
-    """Truncations and corruptions of a valid file, all of which must be refused or read cleanly."""
+    """Truncations and corruptions of a valid file, all of which must be refused or read cleanly. A video
+    cut after its first half may still hold every frame a clip needs (streams decode front to back): "any"."""
     n = len(data)
+    partial_ok = 0.5 if job == "video" else 0.95
     for frac in (0.0, 0.01, 0.1, 0.5, 0.9, 0.99):
         cut = int(n * frac)
-        yield f"trunc{int(frac * 100):02d}_{name}", data[:cut], "error" if cut < n * 0.95 else "any"
+        yield f"trunc{int(frac * 100):02d}_{name}", data[:cut], "error" if frac < partial_ok else "any"
     flipped = bytearray(data)
     for i in RNG.integers(0, n, size=max(1, n // 200)):
         flipped[i] ^= 0xFF
@@ -231,7 +233,42 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-GENERATORS: list[Callable[[Path], Iterator[Case]]] = [images, dicoms, clouds]
+def videos(root: Path) -> Iterator[Case]:
+    """Videos for the video MAE: every container it reads, valid, broken, silent, sound-only, lying."""
+    from maskworks.core.io.video import write_video
+
+    d = root / "video"
+    d.mkdir(parents=True, exist_ok=True)
+    frames = (np.linspace(0, 255, 48 * 64 * 64 * 3) % 256).astype(np.uint8).reshape(48, 64, 64, 3)
+    tone = (0.1 * np.sin(np.linspace(0, 2000, 16000 * 2))).astype(np.float32)[None]
+    made = {}
+    for ext in (".mp4", ".avi", ".webm", ".mov", ".mkv"):
+        p = d / f"clip{ext}"
+        write_video(p, frames, 25.0)
+        made[ext] = p
+        yield Case(p, "video/videomae", "ok", f"video valid {ext}")
+    write_video(d / "with_sound.mp4", frames, 25.0, audio=(tone, 16000))
+    yield Case(d / "with_sound.mp4", "video/videomae", "ok", "video with a sound track")
+    write_video(d / "three_frames.mp4", frames[:3], 25.0)
+    yield Case(d / "three_frames.mp4", "video/videomae", "any", "video of 3 frames")
+    shipped = sorted(data_path("video", "kinetics_ucf", "videos").iterdir())[0]
+    files: list[tuple[str, bytes, str]] = [("empty.mp4", b"", "error"), ("random.mp4", RNG.bytes(20000), "error"),
+                                           ("random.avi", RNG.bytes(20000), "error"), ("text.webm", b"not a video\n" * 50, "error"),
+                                           ("image_named.mp4", _png(np.zeros((64, 64), np.uint8)), "error")]
+    files += list(_mutations("clip.mp4", made[".mp4"].read_bytes(), "video"))
+    files += list(_mutations("clip.avi", made[".avi"].read_bytes(), "video"))
+    files += list(_mutations(shipped.name, shipped.read_bytes(), "video"))
+    for name, data, expect in files:
+        (d / name).write_bytes(data)
+        yield Case(d / name, "video/videomae", expect, f"video {name}")
+    import soundfile as sf
+
+    sf.write(d / "sound_only.wav", tone[0], 16000)
+    (d / "sound_only.mp4").write_bytes((d / "sound_only.wav").read_bytes())
+    yield Case(d / "sound_only.mp4", "video/videomae", "error", "a WAV named .mp4")
+
+
+GENERATORS: list[Callable[[Path], Iterator[Case]]] = [images, dicoms, clouds, videos]
 
 
 def make_corpus(root: Path) -> list[Case]:

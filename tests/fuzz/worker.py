@@ -17,11 +17,16 @@ def load_jobs() -> dict:
     from maskworks.core.tasks.reconstruct import ImageReconstructor
     from maskworks.domains.lidar.detection.predict import ScanDetector
     from maskworks.domains.medical.anomaly.detector import AnomalyDetector
+    from maskworks.domains.video.reconstruct import VideoReconstructor
 
     torch.set_num_threads(1)
     anomaly, image, lidar = AnomalyDetector.load(device="cpu"), ImageReconstructor.load(device="cpu"), ScanDetector.load(device="cpu")
+    video = VideoReconstructor.load(device="cpu")
+    from maskworks.data import data_path
+
+    video.predict_file(data_path("video", "kinetics_ucf", "videos", "apply_eye_makeup.avi"))  # starts its decoder process
     return {"medical/anomaly": anomaly.analyse_file, "image-mae": image.predict_file,
-            "lidar/detection": lambda p: lidar.predict_file(p, tta=False)}
+            "lidar/detection": lambda p: lidar.predict_file(p, tta=False), "video/videomae": video.predict_file}
 
 
 def main() -> None:
