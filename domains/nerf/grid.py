@@ -62,6 +62,7 @@ class RadianceGrid:
     bbox_max: np.ndarray
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # per-voxel side data (not written to .npz)
 
     def __post_init__(self) -> None:
         self.rgb = np.asarray(self.rgb, dtype=np.float32)
@@ -158,7 +159,8 @@ def _member_shape(zf: zipfile.ZipFile, name: str, path: Path) -> tuple[tuple[int
     with zf.open(name) as f:
         try:
             version = npformat.read_magic(f)
-            shape, _, dtype = npformat._read_array_header(f, version)  # noqa: SLF001 - numpy's own header reader
+            reader = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = reader(f)
         except ValueError as e:
             raise InputError(path, f"member {name!r} is not a NumPy array ({e})",
                              "write the grid with numpy.savez / maskworks' write_grid") from None

@@ -133,10 +133,13 @@ def y_up_to_z_up(v: np.ndarray) -> np.ndarray:
 
 
 def grid_from_mesh(path: str | Path, resolution: int = 64, up: str = "y", margin: float = 0.05,
-                   fill: bool = True, seed: int = 0, samples_per_cell: float = 16.0) -> RadianceGrid:
+                   fill: bool = True, seed: int = 0, samples_per_cell: float = 16.0,
+                   normals: bool = False) -> RadianceGrid:
     """Occupancy (as density) and surface colour of a mesh on a grid of ``resolution`` voxels along the
     longest side of its (``margin``-padded) bounding box. ``up`` is the mesh's up axis ("y" for most
-    graphics files, "z" to keep it); interiors of closed shells are filled when ``fill``."""
+    graphics files, "z" to keep it); interiors of closed shells are filled when ``fill``. With ``normals``
+    the grid's ``extras["normal_sum"]`` ``[X, Y, Z, 3]`` holds the summed unit face normals of the surface
+    samples in each voxel and ``extras["samples"]`` their count (voxel labels for the downstream task)."""
     from scipy import ndimage
 
     mesh = load_mesh(path)
@@ -176,6 +179,14 @@ def grid_from_mesh(path: str | Path, resolution: int = 64, up: str = "y", margin
     rgb[occ_c == 0] = 0.0
     sigma = (occ_c * OPTICAL_DEPTH * shape.max()).astype(np.float32)  # per unit of the normalised box
     g = RadianceGrid(rgb, sigma, lo, hi, source=str(path))
+    if normals:
+        fn = np.asarray(mesh.face_normals, dtype=np.float64)[faces]
+        fn = y_up_to_z_up(fn) if up == "y" else fn
+        cidx = np.clip(((pts - lo) / (extent / shape)).astype(int), 0, shape - 1)
+        cflat = np.ravel_multi_index(cidx.T, shape)
+        nsum = np.stack([np.bincount(cflat, weights=fn[:, k], minlength=int(np.prod(shape))) for k in range(3)], -1)
+        g.extras["normal_sum"] = nsum.reshape(*shape, 3).astype(np.float32)
+        g.extras["samples"] = np.bincount(cflat, minlength=int(np.prod(shape))).reshape(shape)
     g.notes.append(f"{len(mesh.faces):,} faces, {'coloured' if coloured else 'no colour (grey)'}"
                    f"{', interior filled' if filled_inside else ', surface shell only (not closed)'}")
     return g

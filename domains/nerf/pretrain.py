@@ -26,11 +26,24 @@ from .nerf_mae import build_model
 GRID_SUFFIXES = (".npz",)
 
 
+def model_shape(grid: RadianceGrid, size: int) -> tuple[int, int, int]:
+    """The grid's shape once resampled to ``size`` voxels along its longest side."""
+    return tuple(max(1, int(round(size * r / max(grid.resolution)))) for r in grid.resolution)  # type: ignore[return-value]
+
+
+def cube_box(grid: RadianceGrid, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """World box of :func:`model_input`'s padded cube (the grid centred as :func:`pad_to_cube` puts it)."""
+    shape = np.array(model_shape(grid, size))
+    vox = (grid.bbox_max - grid.bbox_min) / shape
+    lo = grid.bbox_min - (size - shape) // 2 * vox
+    return lo, lo + size * vox
+
+
 def model_input(grid: RadianceGrid, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A grid as the model sees it: resampled to ``size`` voxels along its longest side, RGB zeroed where
     alpha <= 0.01 (empty space has no colour), zero-padded to ``[4, size, size, size]`` with its validity
     mask ``[size, size, size]``."""
-    g = resample(grid, tuple(max(1, int(round(size * r / max(grid.resolution)))) for r in grid.resolution))
+    g = resample(grid, model_shape(grid, size))
     rgba = g.rgba()
     rgba[:3] *= rgba[3:] > ALPHA_THRESHOLD
     return pad_to_cube(rgba, size)
