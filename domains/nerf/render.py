@@ -133,7 +133,7 @@ def render_rays(volume: Tensor, bbox_min, bbox_max, origins: Tensor, dirs: Tenso
     g = 2 * (pts - lo) / (hi - lo) - 1  # [-1, 1] over the box
     # grid_sample reads (x, y, z) as (W, H, D): our volume is [C, X, Y, Z] = [C, D, H, W]
     coords = g.flip(-1).reshape(1, 1, 1, -1, 3)
-    samples = F.grid_sample(volume[None], coords, mode="bilinear", padding_mode="zeros", align_corners=False)
+    samples = F.grid_sample(volume[None], coords, mode="bilinear", padding_mode="border", align_corners=False)
     samples = samples.reshape(volume.shape[0], *t.shape).permute(1, 2, 0)  # [N, S, C]
     rgb, sigma = activation(samples)
     alpha = 1.0 - torch.exp(-sigma * (delta / scale)[:, None])
