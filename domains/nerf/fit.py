@@ -177,7 +177,7 @@ def fit_radiance_grid(scene: PosedImages, cfg: FitConfig | None = None,
             opt.step()
             step += 1
             if step % 50 == 0 or step == total:
-                rec = {"step": step, "stage": name, "psnr": -10 * math.log10(max(float(mse), 1e-10)),
+                rec = {"step": step, "stage": name, "psnr": -10 * math.log10(max(float(mse.detach()), 1e-10)),
                        "resolution": list(field.raw.shape[1:]), "seconds": round(time.time() - t0, 1)}
                 history.append(rec)
                 if progress is not None:

@@ -55,7 +55,7 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
 
 
 def orbit_camera(grid: RadianceGrid, azimuth_deg: float, elevation_deg: float = 25.0, size: int = 128,
-                 fov_deg: float = 40.0, distance: float = 2.2) -> Camera:
+                 fov_deg: float = 40.0, distance: float = 1.9) -> Camera:
     """A camera on a sphere around the grid's box (``distance`` x its longest side from the centre)."""
     centre = (grid.bbox_min + grid.bbox_max) / 2
     r = distance * grid.scale
