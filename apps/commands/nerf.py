@@ -68,6 +68,9 @@ def _reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=64, help="voxels along a mesh's longest side before the model's "
                    "resampling (default %(default)s)")
     p.add_argument("--up", choices=["y", "z"], default="y", help="a mesh's up axis (default y, as glTF/most OBJ/PLY)")
+    p.add_argument("--render-min-alpha", type=float, default=0.1, help="for the rendered views only, empty voxels below "
+                   "this alpha in all three grids (the model spreads alpha 0.01-0.1 over empty space, which renders as "
+                   "fog; default %(default)s, 0 renders the grids as they are). The errors are never affected")
 
 
 def reconstruct(argv: list[str]) -> int:
@@ -93,7 +96,7 @@ def reconstruct(argv: list[str]) -> int:
         return (f"{item.path}: masked-voxel loss {j['model']['loss']:.4f} (nearest patch {j['nearest_visible_patch']['loss']:.4f}); "
                 f"render PSNR {j['views'][0]['psnr_recon']:.2f} dB")
 
-    return run_predict(a, SUFFIXES, lambda path: job.predict_file(path, a.mask_ratio, a.masking, a.seed, a.resolution, a.up),
+    return run_predict(a, SUFFIXES, lambda path: job.predict_file(path, a.mask_ratio, a.masking, a.seed, a.resolution, a.up, a.render_min_alpha),
                        "nerf/reconstruct", describe)
 
 
@@ -168,7 +171,7 @@ def evaluate_reconstruction(argv: list[str]) -> int:
             print(f"skipped: {e}", file=sys.stderr)
             continue
         for s in range(a.masks):
-            r = job.predict_grid(g, f.name, a.mask_ratio, a.masking, s).to_json()
+            r = job.predict_grid(g, f.name, a.mask_ratio, a.masking, s, render_min_alpha=a.render_min_alpha).to_json()
             rows.append({"input": f.name, "seed": s, "model": r["model"], "baseline": r["nearest_visible_patch"],
                          "psnr_model": float(np.mean([v["psnr_recon"] for v in r["views"]])),
                          "psnr_baseline": float(np.mean([v["psnr_baseline"] for v in r["views"]]))})
@@ -181,6 +184,7 @@ def evaluate_reconstruction(argv: list[str]) -> int:
         return 2
     mean = lambda k, m: float(np.mean([x[k][m] for x in rows]))
     summary = {"inputs": len(rows) // a.masks, "masks_per_input": a.masks, "mask_ratio": a.mask_ratio, "masking": a.masking,
+               "render_min_alpha": a.render_min_alpha,
                "model": {m: mean("model", m) for m in ("loss", "rgb_mse", "alpha_mse")},
                "nearest_visible_patch": {m: mean("baseline", m) for m in ("loss", "rgb_mse", "alpha_mse")},
                "render_psnr_model_db": float(np.mean([x["psnr_model"] for x in rows])),

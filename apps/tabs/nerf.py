@@ -43,6 +43,7 @@ def summary(j: dict) -> str:
     m, b = j["model"], j["nearest_visible_patch"]
     views = "; ".join(f"view {i + 1}: **{v['psnr_recon']:.2f} dB** (nearest patch {v['psnr_baseline']:.2f} dB)"
                       for i, v in enumerate(j["views"]))
+    cut = f" (voxels below alpha {j['render_min_alpha']:g} hidden in all three)" if j["render_min_alpha"] else ""
     lines = [f"**{j['name']}**: grid {' x '.join(map(str, j['grid_resolution']))} -> {j['model_side']}^3 for the model; "
              f"{j['masked_patches']} of {(j['model_side'] // 4) ** 3} patches hidden ({j['masking']}, seed {j['seed']}).",
              "",
@@ -50,12 +51,12 @@ def summary(j: dict) -> str:
              f"| loss (RGB + alpha) | {m['loss']:.4f} | {b['loss']:.4f} |",
              f"| RGB MSE (alpha > 0.01) | {m['rgb_mse']:.4f} | {b['rgb_mse']:.4f} |",
              f"| alpha MSE | {m['alpha_mse']:.4f} | {b['alpha_mse']:.4f} |",
-             "", f"Render PSNR against the original: {views}."]
+             "", f"Render PSNR against the original{cut}: {views}."]
     lines += [f"- {n}" for n in j["notes"]]
     return "\n".join(lines)
 
 
-def run(path: str | None, ratio: float, masking: str, seed: float, progress=None):
+def run(path: str | None, ratio: float, masking: str, seed: float, min_alpha: float = 0.1, progress=None):
     """(markdown, slices image, views image, downloads, JSON) for one file; bad input -> gr.Error."""
     import gradio as gr
 
@@ -70,7 +71,8 @@ def run(path: str | None, ratio: float, masking: str, seed: float, progress=None
             progress(step / total, desc=f"fitting a radiance field: step {step}/{total}, train PSNR {rec['psnr']:.1f} dB")
 
     try:
-        result = reconstructor().predict_file(path, float(ratio), masking, int(seed), progress=fit_progress)
+        result = reconstructor().predict_file(path, float(ratio), masking, int(seed), render_min_alpha=float(min_alpha),
+                                              progress=fit_progress)
     except InputError as e:
         raise gr.Error(e.short()) from None
     j = result.to_json()
@@ -103,6 +105,8 @@ def build_tab() -> None:
             masking = gr.Radio(["random", "grid_block"], value="random", label="masking (grid_block: 2x2x2-patch blocks)",
                                elem_id="nerf-masking")
             seed = gr.Number(0, precision=0, label="mask seed", elem_id="nerf-seed")
+            min_alpha = gr.Slider(0.0, 0.5, value=0.1, step=0.05, elem_id="nerf-min-alpha",
+                                  label="views only: hide voxels below this alpha (0 shows the model's low-alpha fog)")
             go = gr.Button("Reconstruct example", variant="primary", elem_id="nerf-example-go")
             info = gr.Markdown(elem_id="nerf-info")
             files = gr.File(label="downloads: JSON, reconstruction .npz, pictures", file_count="multiple",
@@ -113,8 +117,8 @@ def build_tab() -> None:
             js = gr.JSON(label="result (as `maskworks predict nerf/reconstruct` writes it)", elem_id="nerf-json")
     outputs = [info, slices, views, files, js]
 
-    def handler(p, r, m, s, progress=gr.Progress()):
-        return run(p, r, m, s, progress)
+    def handler(p, r, m, s, a, progress=gr.Progress()):
+        return run(p, r, m, s, a, progress)
 
     def from_example(name):
         if name not in ex:
@@ -125,8 +129,8 @@ def build_tab() -> None:
         return "", None, None, None, None
 
     # old outputs are cleared first, so an error never leaves the previous file's pictures on show
-    go.click(from_example, example, path).then(clear, None, outputs).then(handler, [path, ratio, masking, seed], outputs, api_name="nerf_reconstruct")
-    upload.upload(lambda f: f, upload, path).then(clear, None, outputs).then(handler, [path, ratio, masking, seed], outputs)
+    go.click(from_example, example, path).then(clear, None, outputs).then(handler, [path, ratio, masking, seed, min_alpha], outputs, api_name="nerf_reconstruct")
+    upload.upload(lambda f: f, upload, path).then(clear, None, outputs).then(handler, [path, ratio, masking, seed, min_alpha], outputs)
 
 
 def launch(host: str = "127.0.0.1", port: int = 7863, block: bool = True):

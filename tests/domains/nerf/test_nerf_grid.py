@@ -100,3 +100,16 @@ def test_resample_keeps_thin_shells_and_prune_empties_space():
     assert np.allclose(small.rgb[1], [0.2, 0.4, 0.6], atol=1e-5)  # colour weighted by alpha
     p = prune(g, 0.5)
     assert (p.sigma[a < 0.5] == 0).all() and np.allclose(p.alpha[3], 0.9, atol=1e-6)
+
+
+def test_reconstruction_says_when_a_grid_is_unlike_the_training_grids():
+    from maskworks.domains.nerf.reconstruct import calibration_notes
+
+    valid = np.ones((8, 8, 8), bool)
+    x = np.zeros((4, 8, 8, 8), np.float32)
+    assert "Only 0.0%" in calibration_notes(x, valid)[0]
+    x[3] = 1.0
+    assert "dense scene" in calibration_notes(x, valid)[0]
+    x[3] = 0.0
+    x[3, :2] = 1.0  # a quarter occupied, like the training grids
+    assert calibration_notes(x, valid) == []

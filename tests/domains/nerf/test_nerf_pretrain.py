@@ -48,3 +48,15 @@ def test_recipe_smoke_trains_and_saves_a_loadable_model(tmp_path):
     assert summary["steps"] == 2 and math.isfinite(summary["final_loss"])
     task, model = load_trained(tmp_path / "run")
     assert model.input_size == 32 and len(task.build_dataset()) == 8  # every shipped grid, repeat 1
+
+
+def test_vit_preset_builds_the_core_mae_on_3d_patches():
+    from maskworks.apps.recipes import find_recipe
+    from maskworks.core.training import load_recipe
+    from maskworks.core.training.task import load_task
+    from maskworks.domains.nerf.nerf_mae import ViTNeRFMAE
+
+    cfg = load_recipe(find_recipe("nerf/nerf-mae"), "vit", [])
+    model = load_task(cfg).build_model()
+    assert isinstance(model, ViTNeRFMAE) and model.mae.patch_size == (4, 4, 4) and model.mae.grid == (8, 8, 8)
+    assert model.masking.ratio == 0.75
