@@ -99,7 +99,7 @@ def build_tab() -> None:
         with gr.Column(scale=1):
             upload = gr.File(label="mesh, .npz grid or .zip of posed images", type="filepath", file_types=UPLOAD_TYPES,
                              elem_id="nerf-upload")
-            default = next((k for k in ex if k.startswith("lego")), next(iter(ex), None))
+            default = next((k for k in ex if k.startswith("spot (")), next(iter(ex), None))
             example = gr.Dropdown(list(ex), value=default, label="or a shipped example", elem_id="nerf-example")
             ratio = gr.Slider(0.25, 0.9, value=0.75, step=0.05, label="fraction of patches hidden", elem_id="nerf-ratio")
             masking = gr.Radio(["random", "grid_block"], value="random", label="masking (grid_block: 2x2x2-patch blocks)",

@@ -102,11 +102,11 @@ def slices_image(r: ReconstructionResult, cell: int = 160) -> np.ndarray:
     rows = [("original", r.x), ("masked input", masked), ("NeRF-MAE", r.recon), ("nearest patch", r.baseline)]
     cuts = [(f"x-y at z={zc}", lambda a: a[:, :, :, zc]), (f"x-z at y={s // 2}", lambda a: a[:, :, s // 2, :]),
             (f"y-z at x={s // 2}", lambda a: a[:, s // 2, :, :])]
-    label_w, head_h = 110, 22
+    label_w, head_h = 110, 44
     canvas = Image.new("RGB", (label_w + cell * len(cuts), head_h + cell * len(rows)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for j, (title, _) in enumerate(cuts):
-        draw.text((label_w + j * cell + 6, 5), title, fill=(0, 0, 0))
+        draw.text((label_w + j * cell + 6, head_h - 16), title, fill=(0, 0, 0))
     hid = {"x-y": lambda h: h[:, :, zc], "x-z": lambda h: h[:, s // 2, :], "y-z": lambda h: h[s // 2, :, :]}
     for i, (name, vol) in enumerate(rows):
         draw.text((6, head_h + i * cell + cell // 2 - 6), name, fill=(0, 0, 0))
@@ -125,11 +125,11 @@ def views_image(r: ReconstructionResult, cell: int = 192) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     cols = [("original", "original"), ("NeRF-MAE", "recon"), ("nearest patch", "baseline")]
-    head_h = 22
+    head_h = 44  # room for the app's label over the picture
     canvas = Image.new("RGB", (cell * len(cols), head_h + (cell + 16) * len(r.views)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for j, (title, _) in enumerate(cols):
-        draw.text((j * cell + 6, 5), title, fill=(0, 0, 0))
+        draw.text((j * cell + 6, head_h - 16), title, fill=(0, 0, 0))
     for i, v in enumerate(r.views):
         y0 = head_h + i * (cell + 16)
         for j, (title, key) in enumerate(cols):

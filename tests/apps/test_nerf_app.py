@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow  # loads the model twice (tab and CLI) and renders six views: ~30 s on one free CPU thread
 def test_tab_handler_and_cli_agree(tmp_path):
     from maskworks.apps.cli import main
     from maskworks.apps.tabs import nerf as tab
@@ -12,12 +13,13 @@ def test_tab_handler_and_cli_agree(tmp_path):
 
     src = data_path("nerf", "meshes", "featuretype_cad.ply")
     md, slices, views, files, j = tab.run(str(src), 0.75, "random", 0)
-    assert slices.ndim == 3 and views.ndim == 3 and len(files) == 5
+    assert slices.ndim == 3 and views.ndim == 3 and len(files) == 4  # JSON, reconstruction .npz, two pictures
     assert "nearest visible patch" in md and f"{j['model']['loss']:.4f}" in md
     rc = main(["predict", "nerf/reconstruct", str(src), "--out", str(tmp_path / "out"), "--no-progress"])
     assert rc == 0
     cli = json.loads((tmp_path / "out" / "featuretype_cad.json").read_text())
-    for key in ("model", "nearest_visible_patch", "views", "masked_patches", "grid_resolution", "occupied_fraction"):
+    for key in ("model", "nearest_visible_patch", "views", "masked_patches", "grid_resolution", "occupied_fraction",
+                "render_min_alpha"):
         assert cli[key] == j[key], key
     assert j["masked_patches"] == 384
     written = sorted(p.name for p in (tmp_path / "out").iterdir())

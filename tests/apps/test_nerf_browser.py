@@ -14,12 +14,12 @@ def test_nerf_tab_reconstructs_an_example_and_explains_a_bad_zip(page, tmp_path,
     from maskworks.domains.nerf.grid import read_grid
 
     ex = tab.examples()
-    name = next(k for k in ex if k.startswith("lego"))
+    name = next(k for k in ex if k.startswith("spot ("))  # the tab's default example
     want = tab.reconstructor().predict_grid(read_grid(ex[name]), ex[name].name).to_json()
     page.get_by_role("tab", name=TAB).click()
     page.locator("#nerf-example-go").click()
     info = page.locator("#nerf-info")
-    info.get_by_text("lego_160.npz").wait_for()
+    info.get_by_text("spot.npz").wait_for()
     page.locator("#nerf-views img").wait_for()
     page.locator("#nerf-slices img").wait_for()
     text = info.inner_text()
