@@ -146,7 +146,7 @@ def evaluate_reconstruction(argv: list[str]) -> int:
     import numpy as np
 
     from maskworks.core.io import InputError
-    from maskworks.domains.nerf.inputs import SUFFIXES
+    from maskworks.domains.nerf.inputs import SUFFIXES, read_input
     from maskworks.domains.nerf.reconstruct import GridReconstructor
 
     p = argparse.ArgumentParser(prog="maskworks eval nerf/reconstruction", description=
@@ -161,11 +161,8 @@ def evaluate_reconstruction(argv: list[str]) -> int:
     a = p.parse_args(argv)
     job = GridReconstructor.load(a.weights, a.device)
     rows = []
-    files = [f for f in _inputs(a.inputs, SUFFIXES)]
-    for f in files:
+    for f in _inputs(a.inputs, SUFFIXES):
         try:
-            from maskworks.domains.nerf.inputs import read_input
-
             g = read_input(f, a.resolution, a.up)
         except InputError as e:
             print(f"skipped: {e}", file=sys.stderr)

@@ -19,7 +19,7 @@ def test_nerf_tab_reconstructs_an_example_and_explains_a_bad_zip(page, tmp_path,
     page.get_by_role("tab", name=TAB).click()
     page.locator("#nerf-example-go").click()
     info = page.locator("#nerf-info")
-    info.get_by_text("spot.npz").wait_for()
+    info.get_by_text("spot.npz").wait_for(timeout=400_000)  # the first call loads MONAI and the model
     page.locator("#nerf-views img").wait_for()
     page.locator("#nerf-slices img").wait_for()
     text = info.inner_text()
