@@ -48,3 +48,20 @@ def test_bad_inputs_get_one_clear_message(tmp_path):
         tab.run(str(tmp_path / "broken.glb"), 0.75, "random", 0)
     with pytest.raises(gr.Error, match="Upload a mesh"):
         tab.run(None, 0.75, "random", 0)
+
+
+def test_predict_grid_writes_nerf_mae_npz_and_reports_bad_files(tmp_path):
+    import trimesh
+
+    from maskworks.apps.cli import main
+    from maskworks.domains.nerf.grid import read_grid
+
+    trimesh.creation.icosphere(subdivisions=2).export(tmp_path / "ball.obj")
+    (tmp_path / "bad.ply").write_bytes(b"not a ply")
+    rc = main(["predict", "nerf/grid", str(tmp_path / "ball.obj"), str(tmp_path / "bad.ply"), "--out",
+               str(tmp_path / "out"), "--resolution", "24", "--no-progress"])
+    assert rc == 2  # one bad input, reported, the other done
+    g = read_grid(tmp_path / "out" / "ball.grid.npz")
+    assert g.resolution == (24, 24, 24) and np.allclose(g.bbox_max - g.bbox_min, 2.2, atol=0.01)  # unit sphere + 5 % margin a side
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["done"] == 1 and "no 'ply' magic" in summary["failed"][0]["error"]

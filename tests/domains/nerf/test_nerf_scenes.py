@@ -114,3 +114,15 @@ def test_voxel_radiance_field_fit_generalises_to_held_out_views(tmp_path):
     assert res.heldout_psnr > 20.0 and res.heldout_psnr > blank + 8.0, (res.to_json(), blank)
     # the box found by the coarse stage encloses the object (the slab spans [-0.75, 0.75] in x and y)
     assert np.all(res.grid.bbox_min[:2] <= -0.7) and np.all(res.grid.bbox_max[:2] >= 0.7)
+
+
+def test_read_input_fits_a_zip_and_says_how_well(tmp_path):
+    from maskworks.domains.nerf.inputs import read_input
+
+    z = zip_folder(write_scene(tmp_path / "s", views=10, size=12), tmp_path / "views.zip")
+    tiny = FitConfig(resolution=12, coarse_resolution=8, coarse_steps=5, steps=5, growth=(1.0,), rays=128, samples=16)
+    seen = []
+    g = read_input(z, fit=tiny, progress=lambda step, total, rec: seen.append((step, total)))
+    assert g.resolution[0] <= 12 and any("fitted to 9 views at 12x12; held-out PSNR" in n for n in g.notes)
+    with pytest.raises(InputError, match="unsupported input"):
+        read_input(tmp_path / "s" / "transforms_train.json")
