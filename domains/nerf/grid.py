@@ -11,6 +11,7 @@ the same alpha) and say so in ``density_activation``.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -180,28 +181,33 @@ def read_grid(path: str | Path, activation: Activation | None = None, max_voxels
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise InputError(path, f"not an .npz archive ({e})", fix) from None
-    with zf:
-        names = {n[:-4] if n.endswith(".npy") else n: n for n in zf.namelist()}
-        if "rgbsigma" not in names:
-            raise InputError(path, f"no 'rgbsigma' array (has {sorted(names)})", fix)
-        shape, dtype = _member_shape(zf, names["rgbsigma"], path)
-        if len(shape) != 4 or shape[-1] != 4:
-            raise InputError(path, f"rgbsigma has shape {list(shape)}, expected [X, Y, Z, 4]", fix)
-        if int(np.prod(shape[:3])) > max_voxels or max(shape[:3]) > MAX_GRID_SIDE:
-            raise InputError(path, f"grid {shape[0]}x{shape[1]}x{shape[2]} is larger than the cap of "
-                             f"{max_voxels:,} voxels ({MAX_GRID_SIDE} a side)", "downsample the grid first")
-        if dtype.kind not in "fu":
-            raise InputError(path, f"rgbsigma has dtype {dtype}", "store float32/float16 or uint8")
-        small = {}
-        for key in ("bbox_min", "bbox_max", "density_activation", "resolution"):
-            if key in names:
-                s, _ = _member_shape(zf, names[key], path)
-                if int(np.prod(s)) > 16:
-                    raise InputError(path, f"{key} has shape {list(s)}", "store 3 numbers")
-                with zf.open(names[key]) as f:
-                    small[key] = np.lib.format.read_array(f, allow_pickle=False)
-        with zf.open(names["rgbsigma"]) as f:
-            rgbsigma = np.lib.format.read_array(f, allow_pickle=False)
+    try:
+        with zf:
+            names = {n[:-4] if n.endswith(".npy") else n: n for n in zf.namelist()}
+            if "rgbsigma" not in names:
+                raise InputError(path, f"no 'rgbsigma' array (has {sorted(names)})", fix)
+            shape, dtype = _member_shape(zf, names["rgbsigma"], path)
+            if len(shape) != 4 or shape[-1] != 4:
+                raise InputError(path, f"rgbsigma has shape {list(shape)}, expected [X, Y, Z, 4]", fix)
+            if int(np.prod(shape[:3])) > max_voxels or max(shape[:3]) > MAX_GRID_SIDE:
+                raise InputError(path, f"grid {shape[0]}x{shape[1]}x{shape[2]} is larger than the cap of "
+                                 f"{max_voxels:,} voxels ({MAX_GRID_SIDE} a side)", "downsample the grid first")
+            if dtype.kind not in "fu":
+                raise InputError(path, f"rgbsigma has dtype {dtype}", "store float32/float16 or uint8")
+            small = {}
+            for key in ("bbox_min", "bbox_max", "density_activation", "resolution"):
+                if key in names:
+                    s, _ = _member_shape(zf, names[key], path)
+                    if int(np.prod(s)) > 16:
+                        raise InputError(path, f"{key} has shape {list(s)}", "store 3 numbers")
+                    with zf.open(names[key]) as f:
+                        small[key] = np.lib.format.read_array(f, allow_pickle=False)
+            with zf.open(names["rgbsigma"]) as f:
+                rgbsigma = np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:  # damaged members
+        if isinstance(e, InputError):
+            raise
+        raise InputError(path, f"the archive is damaged ({type(e).__name__}: {e})", "write the grid again") from None
     if not np.isfinite(rgbsigma).all():
         raise InputError(path, "rgbsigma holds NaN or infinite values", "replace them (e.g. numpy.nan_to_num) and save again")
     if rgbsigma.dtype == np.uint8:

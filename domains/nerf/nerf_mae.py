@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskworks.core.masking import Mask, MaskingStrategy, RandomMasking, no_mask

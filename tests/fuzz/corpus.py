@@ -268,7 +268,50 @@ def videos(root: Path) -> Iterator[Case]:
     yield Case(d / "sound_only.mp4", "video/videomae", "error", "a WAV named .mp4")
 
 
-GENERATORS: list[Callable[[Path], Iterator[Case]]] = [images, dicoms, clouds, videos]
+def scenes(root: Path) -> Iterator[Case]:
+    """Radiance grids, meshes and zips of posed images for the NeRF-MAE job (zips that must fail before fitting)."""
+    import json as _json
+    import zipfile
+
+    d = root / "nerf"
+    d.mkdir(parents=True, exist_ok=True)
+    grid = data_path("nerf", "grids", "spot.npz").read_bytes()
+    ply = data_path("nerf", "meshes", "featuretype_cad.ply").read_bytes()
+    glb = data_path("nerf", "meshes", "duck_textured.glb").read_bytes()
+    files: list[tuple[str, bytes, str]] = [("spot.npz", grid, "ok"), ("cad.ply", ply, "ok"), ("duck.glb", glb, "ok"),
+                                           ("empty.npz", b"", "error"), ("random.npz", RNG.bytes(3000), "error"),
+                                           ("random.ply", b"ply\n" + RNG.bytes(3000), "error"), ("text.obj", b"hello\n" * 20, "error"),
+                                           ("empty.glb", b"", "error"), ("not_a_zip.zip", b"PK\x03\x04" + RNG.bytes(500), "error")]
+    buf = io.BytesIO()
+    np.savez(buf, wrong=np.zeros((4, 4)))
+    files.append(("wrong_keys.npz", buf.getvalue(), "error"))
+    buf = io.BytesIO()
+    np.savez(buf, rgbsigma=np.full((8, 8, 8, 4), np.nan, np.float32))
+    files.append(("nan_grid.npz", buf.getvalue(), "error"))
+    files.append(("lying_faces.ply", b"ply\nformat binary_little_endian 1.0\nelement vertex 900000000\nproperty float x\n"
+                  b"property float y\nproperty float z\nelement face 900000000\nproperty list uchar int vertex_indices\n"
+                  b"end_header\n" + RNG.bytes(600), "error"))
+    for name, data, expect in _mutations("spot.npz", grid, "grid"):
+        files.append((name, data, expect))
+    for name, data, expect in _mutations("cad.ply", ply, "mesh"):
+        files.append((name, data, expect))
+    for label, members in [("no_transforms", {"a.png": _png(np.zeros((8, 8), np.uint8))}),
+                           ("bad_poses", {"transforms.json": _json.dumps({"camera_angle_x": 0.7, "frames": [
+                               {"file_path": "a", "transform_matrix": [[1, 0], [0, 1]]}]}).encode(), "a.png": _png(np.zeros((8, 8), np.uint8))}),
+                           ("nan_pose", {"transforms.json": _json.dumps({"camera_angle_x": 0.7, "frames": [
+                               {"file_path": "a", "transform_matrix": [[float("nan")] * 4] * 4}]}).encode(), "a.png": _png(np.zeros((8, 8), np.uint8))}),
+                           ("many_members", {f"f{i}.png": b"x" for i in range(20000)})]:
+        zb = io.BytesIO()
+        with zipfile.ZipFile(zb, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        files.append((f"{label}.zip", zb.getvalue(), "error"))
+    for name, data, expect in files:
+        (d / name).write_bytes(data)
+        yield Case(d / name, "nerf/reconstruct", expect, f"nerf {name}")
+
+
+GENERATORS: list[Callable[[Path], Iterator[Case]]] = [images, dicoms, clouds, videos, scenes]
 
 
 def make_corpus(root: Path) -> list[Case]:

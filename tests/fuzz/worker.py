@@ -17,6 +17,7 @@ def load_jobs() -> dict:
     from maskworks.core.tasks.reconstruct import ImageReconstructor
     from maskworks.domains.lidar.detection.predict import ScanDetector
     from maskworks.domains.medical.anomaly.detector import AnomalyDetector
+    from maskworks.domains.nerf.reconstruct import GridReconstructor
     from maskworks.domains.video.reconstruct import VideoReconstructor
 
     torch.set_num_threads(1)
@@ -25,7 +26,8 @@ def load_jobs() -> dict:
     from maskworks.data import data_path
 
     video.predict_file(data_path("video", "kinetics_ucf", "videos", "apply_eye_makeup.avi"))  # starts its decoder process
-    return {"medical/anomaly": anomaly.analyse_file, "image-mae": image.predict_file,
+    nerf = GridReconstructor.load(device="cpu")
+    return {"nerf/reconstruct": lambda p: nerf.predict_file(p, resolution=32), "medical/anomaly": anomaly.analyse_file, "image-mae": image.predict_file,
             "lidar/detection": lambda p: lidar.predict_file(p, tta=False), "video/videomae": video.predict_file}
 
 
