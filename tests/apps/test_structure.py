@@ -112,3 +112,17 @@ def test_domains_hold_no_command_line_or_ui():
 def test_no_source_file_over_500_lines():
     long = {str(p.relative_to(ROOT)): n for _, p in _modules() if (n := len(p.read_text().splitlines())) > 500}
     assert not long, long
+
+
+def test_readme_lists_every_recipe_entry_and_tab():
+    """The README's command table names every recipe, eval/predict/bench entry and demo tab (and no others)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `maskworks (\w+)`(?: tabs)? \| (.*) \|$", readme, re.M)}
+    listed = lambda row: set(re.findall(r"`([^`]+)`", rows[row]))  # noqa: E731
+    assert listed("train") - {"smoke"} == set(list_recipes())
+    for kind, row in (("EVALS", "eval"), ("PREDICTS", "predict"), ("BENCHES", "bench")):
+        assert listed(row) == set(collect(kind)), row
+    tabs = {t.strip() for t in rows["demo"].split(",")}
+    assert tabs == set(collect("TABS"))
