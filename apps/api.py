@@ -79,3 +79,22 @@ def lidar_detection(path: str, options: dict | None = None) -> dict:
 
     o = _opts(options, {"threshold": float})
     return detector().predict_file(path, o.get("threshold", DEFAULT_SCORE_THRESHOLD)).to_json()
+
+
+def video_videomae(path: str, options: dict | None = None) -> dict:
+    """``{"seed": int, "start_s": float}`` -> the video MAE's reconstruction report."""
+    from maskworks.apps.tabs.video import reconstructor
+
+    o = _opts(options, {"seed": int, "start_s": float})
+    from maskworks.apps.tabs.video import CAPS
+
+    return reconstructor().predict_file(path, o.get("seed", 0), o.get("start_s"), caps=CAPS).to_json()
+
+
+def nerf_reconstruct(path: str, options: dict | None = None) -> dict:
+    """``{"mask_ratio": float, "seed": int, "resolution": int}`` -> NeRF-MAE's masked reconstruction report."""
+    from maskworks.apps.tabs.nerf import reconstructor
+
+    o = _opts(options, {"mask_ratio": float, "seed": int, "resolution": int})
+    return reconstructor().predict_file(path, o.get("mask_ratio", 0.75), seed=o.get("seed", 0),
+                                        resolution=o.get("resolution", 64)).to_json()

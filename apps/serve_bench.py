@@ -24,6 +24,8 @@ EXAMPLES = {
     "medical_anomaly": ("examples", "anomaly", "pneumonia_val_0060.png"),
     "image_mae": ("examples", "chest_xray_224.png"),
     "lidar_detection": ("3d", "kitti", "training", "velodyne", "000002.bin"),
+    "video_videomae": ("video", "kinetics_ucf", "videos", "apply_eye_makeup.avi"),
+    "nerf_reconstruct": ("nerf", "grids", "spot.npz"),
 }
 
 

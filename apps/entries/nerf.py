@@ -9,3 +9,4 @@ PREDICTS = {
     "nerf/grid": "maskworks.apps.commands.nerf:grid",
 }
 TABS = {"NeRF-MAE (radiance grids)": "maskworks.apps.tabs.nerf:build_tab"}
+APIS: dict[str, str] = {"nerf_reconstruct": "maskworks.apps.api:nerf_reconstruct"}

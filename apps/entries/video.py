@@ -7,3 +7,4 @@ EVALS: dict[str, str] = {"video/probe": "maskworks.apps.commands.video:probe",
                          "video/reconstruction": "maskworks.apps.commands.video:reconstruction"}
 PREDICTS: dict[str, str] = {"video/videomae": "maskworks.apps.commands.video:predict"}
 TABS: dict[str, str] = {"Video MAE (VideoMAE V2)": "maskworks.apps.tabs.video:build_tab"}
+APIS: dict[str, str] = {"video_videomae": "maskworks.apps.api:video_videomae"}
