@@ -173,11 +173,13 @@ class WindowDataset(Dataset):
     """Windows of the chosen sequences: ``x`` ``[M, S, V, F]``, ``valid`` ``[M]``, ``label``, ``seq``.
 
     ``persons="each"`` yields one item per present person (``x`` ``[S, V, F]``; pre-training),
-    ``"all"`` the persons together (classification).
+    ``"all"`` the persons together (classification). ``max_windows`` keeps at most that many evenly
+    spaced windows per sequence, so that a long sequence does not outweigh a short one.
     """
 
     def __init__(self, collection: Collection, indices: list[int] | None = None, frames: int = 32,
-                 frames_per_node: int = 4, stride: int = 16, max_persons: int = 2, persons: str = "all") -> None:
+                 frames_per_node: int = 4, stride: int = 16, max_persons: int = 2, persons: str = "all",
+                 max_windows: int | None = None) -> None:
         self.collection = collection
         self.indices = list(range(len(collection.samples))) if indices is None else list(indices)
         self.frames, self.fpn, self.persons = frames, frames_per_node, persons
@@ -186,7 +188,10 @@ class WindowDataset(Dataset):
         self.items: list[tuple[int, int, int]] = []  # (sequence, start, person or -1)
         for i in self.indices:
             p = self.prepared[i]
-            for st in window_starts(p.joints.shape[1], frames, stride):
+            starts = window_starts(p.joints.shape[1], frames, stride)
+            if max_windows and len(starts) > max_windows:  # long sequences would outweigh short ones
+                starts = [starts[int(round(k))] for k in np.linspace(0, len(starts) - 1, max_windows)]
+            for st in starts:
                 if persons == "each":
                     self.items += [(i, st, m) for m in np.flatnonzero(p.valid)]
                 else:

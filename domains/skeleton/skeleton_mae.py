@@ -74,6 +74,7 @@ class SkeletonMAE(nn.Module):
         self.graph = GraphMAE(self.in_dim, hidden, num_layers, 1, beta, dropout, context_dim=self.layout.num_joints)
         self.register_buffer("edge_index", self.layout.edge_index(), persistent=False)
         self.register_buffer("feature_norm", torch.ones(self.layout.num_joints))
+        self.register_buffer("feature_mean", torch.zeros(self.layout.num_joints, self.in_dim))
         parts = {k: list(v) for k, v in self.layout.parts.items()}
         self.masking = BodyPartMasking(parts_masked / len(parts), parts=parts)
 
@@ -144,16 +145,19 @@ class SkeletonMAETask(Task):
             d, m = self.cfg.get("data", {}), self.cfg.get("model", {})
             self._ds = WindowDataset(self._collection(), self._indices(), frames=int(d.get("frames", 32)),
                                      frames_per_node=int(m.get("frames_per_node", 4)), stride=int(d.get("stride", 8)),
-                                     max_persons=int(d.get("max_persons", 2)), persons="each")
+                                     max_persons=int(d.get("max_persons", 2)), persons="each",
+                                     max_windows=d.get("max_windows"))
         return self._ds
 
     def build_model(self) -> SkeletonMAE:
         return SkeletonMAE(**self.cfg.get("model", {}))
 
     def set_feature_norm(self, model: SkeletonMAE) -> None:
-        """Each joint's mean feature length over (a sample of) the training windows, for pictures."""
+        """Each joint's mean feature length (to scale reconstructions for pictures) and mean feature (the
+        reconstruction baseline) over a sample of the training windows."""
         xs = self._sample_windows(512)  # [N, S, V, F]
         model.feature_norm.copy_(xs.norm(dim=-1).mean(dim=(0, 1)).clamp_min(1e-3).to(model.feature_norm))
+        model.feature_mean.copy_(xs.mean(dim=(0, 1)).to(model.feature_mean))
 
     def _sample_windows(self, n: int) -> Tensor:
         ds = self.build_dataset()
@@ -180,7 +184,7 @@ class SkeletonMAETask(Task):
         mask = raw.draw_mask(len(x), x.shape[1], torch.Generator().manual_seed(1234))
         with torch.no_grad():
             out = raw(x, mask)
-        mean = x.mean(dim=(0, 1), keepdim=True).expand_as(x)
+        mean = raw.feature_mean.expand_as(x)
         base = raw.graph.forward_loss(mean.reshape(-1, x.shape[-1]), x.reshape(-1, x.shape[-1]), mask.reshape(-1))
         return {"masked_sce": round(float(out.loss), 5), "mean_feature_sce": round(float(base), 5),
                 "windows_scored": len(x)}

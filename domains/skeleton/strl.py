@@ -139,7 +139,8 @@ class STRLTask(Task):
             d, m = self.cfg.get("data", {}), self.cfg.get("model", {})
             self._ds = WindowDataset(self._collection(), self._indices(), frames=int(d.get("frames", 32)),
                                      frames_per_node=int(m.get("frames_per_node", 4)), stride=int(d.get("stride", 8)),
-                                     max_persons=int(d.get("max_persons", 2)), persons="all")
+                                     max_persons=int(d.get("max_persons", 2)), persons="all",
+                                     max_windows=d.get("max_windows"))
         return self._ds
 
     def model_kwargs(self) -> dict:
