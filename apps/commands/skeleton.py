@@ -72,3 +72,55 @@ def predict_actions(argv: list[str]) -> int:
 
     return run_predict(a, INPUT_SUFFIXES, predict, "predict skeleton/actions", describe)
 
+
+
+def eval_reconstruction(argv: list[str]) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from maskworks.core.io import resolve_shipped
+    from maskworks.core.training.task import load_trained
+    from maskworks.domains.skeleton.actions import MAE_WEIGHTS
+    from maskworks.domains.skeleton.data import prepare, read_collection, window
+    from maskworks.domains.skeleton.sequence import window_starts
+    from maskworks.domains.skeleton.skeleton_mae import reconstruction_errors
+
+    p = argparse.ArgumentParser(
+        prog="maskworks eval skeleton/reconstruction",
+        description="How well SkeletonMAE rebuilds hidden body parts: for every sequence, every window (32 frames, "
+        "step 8) and every pair of hidden parts, the masked scaled cosine error and the mean position error of the "
+        "hidden joints (cm; hidden bones drawn in the predicted direction at their true length), beside the mean "
+        "training pose as a baseline.")
+    p.add_argument("--data", required=True, help="a folder with labels.csv beside skeleton files, or a pyskl .pkl")
+    p.add_argument("--weights", default=MAE_WEIGHTS, help="SkeletonMAE weights (default: the shipped model)")
+    p.add_argument("--sequences", nargs="*", help="only these sequences (names as in labels.csv, e.g. seq/06_09.npy)")
+    p.add_argument("--out", help="write the figures as JSON to this file")
+    a = p.parse_args(argv)
+    _, mae = load_trained(resolve_shipped(a.weights), "cuda" if torch.cuda.is_available() else "cpu")
+    coll = read_collection(a.data)
+    rows, total, n = [], {}, 0
+    for s in coll.samples:
+        if a.sequences and s.name not in a.sequences:
+            continue
+        prep = prepare(s.skeleton)
+        starts = window_starts(prep.joints.shape[1], 32, 8)
+        x = torch.from_numpy(np.stack([window(prep, k, 32, mae.frames_per_node)[0] for k in starts]))
+        r = reconstruction_errors(mae, x.to(mae.feature_mean.device))
+        cm = {k: v * prep.scale * 100 if k.startswith("error") else v for k, v in r.items()}
+        rows.append({"sequence": s.name, "windows": len(starts), **{k: round(v, 4) for k, v in cm.items()}})
+        for k, v in cm.items():
+            total[k] = total.get(k, 0.0) + v * len(starts)
+        n += len(starts)
+    if not rows:
+        raise FileNotFoundError("no sequences matched --sequences")
+    overall = {k: round(v / n, 4) for k, v in total.items()}
+    print(f"{'sequence':24s} {'windows':>7s} {'SCE':>7s} {'mean pose':>9s} {'error cm':>9s} {'mean pose':>9s}")
+    for r in rows + [{"sequence": "all (window-weighted)", "windows": n, **overall}]:
+        print(f"{r['sequence']:24s} {r['windows']:7d} {r['sce']:7.3f} {r['sce_mean_pose']:9.3f} {r['error']:9.1f} "
+              f"{r['error_mean_pose']:9.1f}")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"weights": str(a.weights), "data": str(a.data), "sequences": rows,
+                                           "overall": overall}, indent=2))
+    return 0

@@ -140,7 +140,8 @@ def run(path: str | None, seed: float):
     if r is not None:
         info += (f"\n\nSkeletonMAE with the **{' and '.join(p.replace('_', ' ') for p in r.masked_parts)}** hidden "
                  f"(frames {r.start}–{r.start + len(r.truth) - 1}): rebuilt to **{r.error_cm:.1f} cm** mean joint error "
-                 f"(each hidden joint's mean training motion: {r.baseline_cm:.1f} cm).")
+                 f"(the mean training pose: {r.baseline_cm:.1f} cm). The model predicts bone directions (scaled cosine "
+                 "error); they are drawn at the bones' true lengths.")
     if result.pose is not None:
         pj = result.pose.to_json()
         info += (f"\n\nPose: MediaPipe found a person in {pj['frames_with_person']} of {pj['frames']} frames "

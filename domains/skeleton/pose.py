@@ -22,6 +22,9 @@ from .layouts import COCO17, MEDIAPIPE33, convert
 from .sequence import Skeleton, make_skeleton
 
 TARGET_FPS = 30.0
+UPPER = (11, 12, 13, 14, 15, 16)   # shoulders, elbows, wrists
+LOWER = (23, 24, 25, 26, 27, 28)   # hips, knees, ankles
+IN_VIEW = 0.5                      # mean visibility of both groups for a frame to show the whole body
 MAX_FRAMES = 300        # frames read from one video by default (10 s at 30 fps)
 CHUNK = 32              # frames decoded at a time (bounds memory for large videos)
 OVERLAY_FRAMES = 6      # frames kept (downscaled) to draw the pose over
@@ -43,6 +46,13 @@ class PoseResult:
     overlays: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame number, RGB image with the pose)
 
     @property
+    def body_in_view(self) -> np.ndarray:
+        """``[T]`` frames where MediaPipe sees the arms and the legs (mean visibility >= 0.5 each), not only
+        a face or a torso with guessed legs."""
+        v = self.visibility
+        return self.detected & (v[:, list(UPPER)].mean(1) >= IN_VIEW) & (v[:, list(LOWER)].mean(1) >= IN_VIEW)
+
+    @property
     def frames_per_second(self) -> float:
         return len(self.detected) / self.seconds if self.seconds > 0 else float("nan")
 
@@ -62,6 +72,7 @@ class PoseResult:
 
     def to_json(self) -> dict:
         return {"frames": int(len(self.detected)), "frames_with_person": int(self.detected.sum()),
+                "frames_with_whole_body": int(self.body_in_view.sum()),
                 "sampled_fps": round(self.fps, 3), "width": self.size[0], "height": self.size[1],
                 "pose_seconds": round(self.seconds, 3), "pose_frames_per_second": round(self.frames_per_second, 2),
                 "estimator": "MediaPipe Pose 0.10.14 (pose_landmark_full)"}

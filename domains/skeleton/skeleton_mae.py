@@ -15,8 +15,8 @@ No code was released; this follows the paper's description (``shared/METHODS.md`
   left-right symmetric and a whole hidden arm is zeros after the re-mask, so without it neither the
   encoder nor the decoder can tell a left wrist from a right one.
 
-SCE ignores length, so a reconstruction is a direction: for pictures it is given the mean length
-that joint's features had in the pre-training data (``feature_norm``, stored with the weights).
+SCE ignores length, so a reconstruction is a direction; ``feature_mean`` (each joint's mean feature over
+the pre-training windows, stored with the weights) is the baseline it is compared with.
 """
 from __future__ import annotations
 
@@ -73,7 +73,6 @@ class SkeletonMAE(nn.Module):
         self.parts_masked = parts_masked
         self.graph = GraphMAE(self.in_dim, hidden, num_layers, 1, beta, dropout, context_dim=self.layout.num_joints)
         self.register_buffer("edge_index", self.layout.edge_index(), persistent=False)
-        self.register_buffer("feature_norm", torch.ones(self.layout.num_joints))
         self.register_buffer("feature_mean", torch.zeros(self.layout.num_joints, self.in_dim))
         parts = {k: list(v) for k, v in self.layout.parts.items()}
         self.masking = BodyPartMasking(parts_masked / len(parts), parts=parts)
@@ -101,11 +100,6 @@ class SkeletonMAE(nn.Module):
         b, s, v, _ = x.shape
         flat, edges, joint_id = self._flat(x)
         return self.graph.forward_encoder(flat, edges, None, joint_id).reshape(b, s, v, -1)
-
-    def scaled_reconstruction(self, recon: Tensor) -> Tensor:
-        """Reconstructed features with each joint's typical length (SCE predicts directions only)."""
-        unit = recon / recon.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        return unit * self.feature_norm[:, None].to(recon)
 
 
 def _raw(model: nn.Module) -> nn.Module:
@@ -152,11 +146,9 @@ class SkeletonMAETask(Task):
     def build_model(self) -> SkeletonMAE:
         return SkeletonMAE(**self.cfg.get("model", {}))
 
-    def set_feature_norm(self, model: SkeletonMAE) -> None:
-        """Each joint's mean feature length (to scale reconstructions for pictures) and mean feature (the
-        reconstruction baseline) over a sample of the training windows."""
+    def set_feature_mean(self, model: SkeletonMAE) -> None:
+        """Each joint's mean feature over a sample of the training windows (the reconstruction baseline)."""
         xs = self._sample_windows(512)  # [N, S, V, F]
-        model.feature_norm.copy_(xs.norm(dim=-1).mean(dim=(0, 1)).clamp_min(1e-3).to(model.feature_norm))
         model.feature_mean.copy_(xs.mean(dim=(0, 1)).to(model.feature_mean))
 
     def _sample_windows(self, n: int) -> Tensor:
@@ -168,7 +160,7 @@ class SkeletonMAETask(Task):
 
         raw = _raw(model)
         if ctx.step == 0:  # measured at the start (not in build_model, which also rebuilds trained models)
-            self.set_feature_norm(raw)
+            self.set_feature_mean(raw)
         a = self.cfg.get("augment", {})
         x = augment(batch["x"], ctx.rand(2), float(a.get("max_angle_deg", 30.0)), tuple(a.get("scale", (0.9, 1.1))))
         total = ctx.local_batch * ctx.world_size
@@ -180,7 +172,7 @@ class SkeletonMAETask(Task):
         """Masked-joint SCE on up to 256 training windows (fixed masks), beside the SCE of predicting each
         joint's mean feature (the baseline a model that ignores the visible joints could reach)."""
         raw = _raw(model).eval()
-        x = self._sample_windows(256).to(raw.feature_norm.device)
+        x = self._sample_windows(256).to(raw.feature_mean.device)
         mask = raw.draw_mask(len(x), x.shape[1], torch.Generator().manual_seed(1234))
         with torch.no_grad():
             out = raw(x, mask)
@@ -198,3 +190,42 @@ def load_skeleton_mae(path: str | Path, device: str | torch.device = "cpu") -> S
         raise ValueError(f"{path} holds a {type(model).__name__}, not a SkeletonMAE")
     return model
 
+
+
+def drawn_joints(x: Tensor, mask: Tensor, pred: Tensor, frames_per_node: int) -> Tensor:
+    """Joint positions ``[N, S*L, V, 3]`` of windows whose hidden nodes (``mask``) take the direction of
+    ``pred`` at the length of the true feature (SCE fixes directions only; a bone keeps its length),
+    chained onto the visible bones."""
+    from .data import features_to_joints
+
+    unit = pred / pred.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    feats = torch.where(mask[..., None], unit * x.norm(dim=-1, keepdim=True), x)
+    return features_to_joints(feats, frames_per_node)
+
+
+@torch.no_grad()
+def reconstruction_errors(model: SkeletonMAE, x: Tensor) -> dict[str, float]:
+    """On windows ``x`` ``[N, S, V, F]``, every pair (``parts_masked``-tuple) of hidden parts in turn: masked
+    SCE and the mean position error of the hidden joints (torso units) for SkeletonMAE and for the
+    baseline that gives every hidden joint its mean training feature (the mean pose)."""
+    from itertools import combinations
+
+    from .data import features_to_joints
+
+    model.eval()
+    part_of = torch.as_tensor(model.layout.part_of(), device=x.device)
+    truth = features_to_joints(x, model.frames_per_node)
+    sums = {"sce": 0.0, "sce_mean_pose": 0.0, "error": 0.0, "error_mean_pose": 0.0}
+    combos = list(combinations(range(len(model.layout.parts)), model.parts_masked))
+    for parts in combos:
+        hidden_joint = torch.isin(part_of, torch.tensor(parts, device=x.device))
+        mask = hidden_joint.expand(*x.shape[:3])
+        out = model(x, mask)
+        mean = model.feature_mean.expand_as(x)
+        sums["sce"] += float(out.loss)
+        sums["sce_mean_pose"] += float(model.graph.forward_loss(mean.reshape(-1, x.shape[-1]), x.reshape(-1, x.shape[-1]),
+                                                                mask.reshape(-1)))
+        for key, pred in (("error", out.recon), ("error_mean_pose", mean)):
+            drawn = drawn_joints(x, mask, pred, model.frames_per_node)
+            sums[key] += float((drawn - truth)[..., hidden_joint, :].norm(dim=-1).mean())
+    return {k: v / len(combos) for k, v in sums.items()}

@@ -154,3 +154,37 @@ def test_strl_ignores_absent_persons_and_takes_the_pretrained_encoder():
     assert strl.probe_features(x, valid).shape == (2, 16 * 7)
     with pytest.raises(ValueError):
         strl.load_encoder({"foo": torch.zeros(1)})
+
+
+def test_bone_features_round_trip_and_keep_their_length():
+    from maskworks.data import data_path
+    from maskworks.domains.skeleton.data import PARENTS, features_to_joints, prepare, window
+    from maskworks.domains.skeleton.io import read_skeleton
+    from maskworks.domains.skeleton.layouts import NTU25
+    from maskworks.domains.skeleton.sequence import normalize, take_window
+
+    assert PARENTS[NTU25.index("left_elbow")] == NTU25.index("left_shoulder") and PARENTS[0] == -1
+    prep = prepare(read_skeleton(data_path("skeleton", "cmu", "seq", "06_09.npy")))
+    x = window(prep, 8, 32, 4)[0]  # [S, V, 12]
+    want, _ = normalize(take_window(prep.joints, 8, 32), NTU25, scale=False)
+    np.testing.assert_allclose(features_to_joints(x, 4), want[0], atol=1e-5)
+    np.testing.assert_allclose(features_to_joints(torch.from_numpy(x), 4).numpy(), want[0], atol=1e-5)
+    lengths = np.linalg.norm(x.reshape(8, 25, 4, 3), axis=-1)[:, 1:]  # every bone but the root's travel
+    assert (lengths.std(axis=(0, 2)) < 0.01).all()  # mocap bones keep their length (to 5 mm; torso ~0.47 m)
+
+
+def test_drawn_reconstruction_is_exact_for_the_right_directions():
+    from maskworks.domains.skeleton.data import features_to_joints
+    from maskworks.domains.skeleton.skeleton_mae import drawn_joints, reconstruction_errors
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 25, 12)
+    model = SkeletonMAE(hidden=8).eval()
+    mask = model.draw_mask(2, 8, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(drawn_joints(x, mask, 3.0 * x, 4), features_to_joints(x, 4))  # length from the truth
+    wrong = drawn_joints(x, mask, -x, 4)
+    assert not torch.allclose(wrong, features_to_joints(x, 4))
+    model.feature_mean.copy_(x[0, 0])  # a "mean pose" equal to the first segment of the first window
+    r = reconstruction_errors(model, x[:1, :1])
+    assert r["sce_mean_pose"] == pytest.approx(0.0, abs=1e-6) and r["error_mean_pose"] == pytest.approx(0.0, abs=1e-5)
+    assert r["sce"] > 0.01
