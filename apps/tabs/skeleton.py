@@ -69,13 +69,12 @@ def skeleton_figure(rec, title: str = ""):
 
     def traces(f: int):
         out = []
-        for pts, bones, name, color, dash, width in ((rec.truth[f], vis_bones, "visible joints", "#1f77b4", "solid", 6),
-                                                     (rec.truth[f], hid_bones, "hidden parts (truth)", "#d62728", "solid", 4),
-                                                     (rec.recon[f], hid_bones, "SkeletonMAE reconstruction", "#2ca02c", "dash", 6)):
+        for pts, bones, name, color, width in ((rec.truth[f], vis_bones, "visible joints", "#1f77b4", 7),
+                                               (rec.truth[f], hid_bones, "hidden parts (truth)", "#d62728", 4),
+                                               (rec.recon[f], hid_bones, "SkeletonMAE reconstruction", "#2ca02c", 7)):
             x, y, z = lines(pts, bones)
-            out.append(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name=name,
-                                    line=dict(color=color, width=width, dash=dash), marker=dict(size=2, color=color),
-                                    opacity=0.55 if "truth" in name else 1.0))
+            out.append(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name=name, line=dict(color=color, width=width),
+                                    marker=dict(size=2.5, color=color), opacity=0.6 if "truth" in name else 1.0))
         return out
 
     frames = [go.Frame(data=traces(f), name=str(f)) for f in range(len(rec.truth))]
@@ -83,10 +82,10 @@ def skeleton_figure(rec, title: str = ""):
     lo, hi = allp.min(0) - 0.1, allp.max(0) + 0.1
     fig = go.Figure(data=traces(0), frames=frames)
     fig.update_layout(
-        height=520, margin=dict(l=0, r=0, t=40, b=0), legend=dict(x=0, y=1), title=dict(text=title, font=dict(size=12)),
+        height=600, margin=dict(l=0, r=0, t=40, b=0), legend=dict(x=0, y=1), title=dict(text=title, font=dict(size=12)),
         scene=dict(aspectmode="data", xaxis=dict(title="x (m)", range=[lo[0], hi[0]]),
                    yaxis=dict(title="z (m)", range=[lo[2], hi[2]]), zaxis=dict(title="y up (m)", range=[lo[1], hi[1]]),
-                   camera=dict(eye=dict(x=1.4, y=-1.6, z=0.6))),
+                   camera=dict(eye=dict(x=1.2, y=-1.45, z=0.45))),
         updatemenus=[dict(type="buttons", x=0.02, y=0.02, xanchor="left", yanchor="bottom", buttons=[
             dict(label="▶ play", method="animate", args=[None, dict(frame=dict(duration=66, redraw=True), fromcurrent=True)]),
             dict(label="❚❚", method="animate", args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
