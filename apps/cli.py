@@ -35,9 +35,13 @@ def _call(entry: str, argv: list[str]) -> int:
 
 def _dispatch(kind: str, table: dict[str, str], args: argparse.Namespace) -> int:
     if args.name is None or args.name not in table:
+        from difflib import get_close_matches
+
         known = ", ".join(sorted(table))
+        close = get_close_matches(args.name or "", list(table), n=2, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
         msg = f"maskworks {kind}: choose one of: {known}" if args.name is None else \
-            f"maskworks {kind}: unknown {args.name!r}; choose one of: {known}"
+            f"maskworks {kind}: unknown {args.name!r};{hint} choose one of: {known}"
         print(msg, file=sys.stderr)
         return 2
     return _call(table[args.name], args.rest)
@@ -70,7 +74,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from maskworks.apps.demo import launch
 
-    launch(host=args.host, port=args.port, share=False)
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("--auth must be USER:PASSWORD (or set $MASKWORKS_AUTH)")
+        auth = (user, password)
+    launch(host=args.host, port=args.port, share=False, auth=auth, device=args.device)
     return 0
 
 
@@ -119,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1, or $MASKWORKS_HOST; 0.0.0.0 exposes the app to your network)")
     d.add_argument("--port", type=int, default=int(os.environ.get("MASKWORKS_PORT", "7860")),
                    help="port (default 7860, or $MASKWORKS_PORT)")
+    d.add_argument("--auth", default=os.environ.get("MASKWORKS_AUTH"), metavar="USER:PASSWORD",
+                   help="ask for this user name and password before serving anything (default: $MASKWORKS_AUTH, else none; "
+                   "set it whenever --host exposes the app beyond this machine)")
+    d.add_argument("--device", help="cpu or cuda for every model (default: cuda when present); each tab says which it used")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("masks", help="draw every masking strategy over an image", description=

@@ -6,10 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from maskworks.core.masking import (
-    BlockMasking, ColorNoiseMasking, GridBlockMasking, HardPatchMasking, PointBlockMasking, RadialSectorMasking,
-    RandomMasking, RunningCellMasking, TubeMasking,
+    BlockMasking,
+    BodyPartMasking,
+    ColorNoiseMasking,
+    GridBlockMasking,
+    HardPatchMasking,
+    PointBlockMasking,
+    RadialSectorMasking,
+    RandomMasking,
+    RunningCellMasking,
+    TubeMasking,
 )
 from maskworks.core.masking.viz import draw_mask
 
@@ -30,6 +37,7 @@ STRATEGY_CHOICES: dict[str, tuple[str, float]] = {
     "point block (Point-BERT)": ("patch centres nearest a random seed", 0.4),
     "radial sectors (R-MAE)": ("10-degree sectors around the image centre", 0.8),
     "hard patches (HPM)": ("predicted-hard (edgy) patches first, late in training", 0.75),
+    "body parts (SkeletonMAE)": ("whole parts hidden (head, torso, arms, legs); image regions stand in for joints", 0.4),
 }
 
 
@@ -47,6 +55,17 @@ def _edge_energy(image: np.ndarray, h: int, w: int) -> torch.Tensor:
     e = torch.from_numpy(np.hypot(gx, gy))
     ph, pw = a.shape[0] // h, a.shape[1] // w
     return e[: h * ph, : w * pw].reshape(h, ph, w, pw).mean((1, 3)).reshape(1, h * w)
+
+
+def _body_regions(h: int, w: int) -> dict[str, list[int]]:
+    """Six body parts as regions of an ``h`` x ``w`` patch grid (each patch plays a joint)."""
+    cols = range(w)
+    top, mid = max(1, h * 3 // 14), max(2, h * 9 // 14)
+    c1, c2, c3 = w * 4 // 14, w // 2, w * 10 // 14
+    region = lambda rs, cs: [r * w + c for r in rs for c in cs]  # noqa: E731
+    return {"head": region(range(0, top), cols), "torso": region(range(top, mid), range(c1, c3)),
+            "left arm": region(range(top, mid), range(0, c1)), "right arm": region(range(top, mid), range(c3, w)),
+            "left leg": region(range(mid, h), range(0, c2)), "right leg": region(range(mid, h), range(c2, w))}
 
 
 def mask_for(name: str, ratio: float, grid: tuple[int, int], seed: int = 0, image: np.ndarray | None = None) -> torch.Tensor:
@@ -81,6 +100,8 @@ def mask_for(name: str, ratio: float, grid: tuple[int, int], seed: int = 0, imag
     if name.startswith("hard patches"):
         loss = _edge_energy(image, h, w) if image is not None else torch.rand(1, h * w, generator=g)
         return HardPatchMasking(ratio)(1, (h * w,), generator=g, loss_pred=loss, progress=1.0).mask[0].reshape(h, w)
+    if name.startswith("body parts"):
+        return BodyPartMasking(ratio, _body_regions(h, w))(1, (h * w,), generator=g).mask[0].reshape(h, w)
     raise ValueError(f"unknown strategy {name!r}; choose one of {list(STRATEGY_CHOICES)}")
 
 
@@ -99,9 +120,8 @@ def load_gray(path: str | Path, size: int = 224) -> np.ndarray:
 
 def draw_all(image: str | Path | None, out: Path, seed: int = 0, patch: int = 16) -> list[Path]:
     """One gallery PNG of every strategy over the image, plus one PNG per strategy."""
-    from PIL import Image
-
     from maskworks.core.masking.viz import mask_gallery
+    from PIL import Image
 
     img = load_gray(image or default_image())
     grid = (img.shape[0] // patch, img.shape[1] // patch)

@@ -31,5 +31,10 @@ def find_recipe(name: str) -> Path:
     folder = _recipe_dirs().get(prefix)
     if folder is not None and (folder / f"{stem}.yaml").is_file():
         return folder / f"{stem}.yaml"
-    raise SystemExit(f"maskworks: no recipe {name!r}. Available: {', '.join(list_recipes())} "
-                     "(or give a path to a .yaml file)")
+    from difflib import get_close_matches
+
+    from maskworks.core.training.config import RecipeError
+
+    close = get_close_matches(name, list_recipes(), n=3, cutoff=0.5)
+    hint = f"Did you mean {' or '.join(close)}? " if close else ""
+    raise RecipeError(f"no recipe {name!r}. {hint}Available: {', '.join(list_recipes())} (or give a path to a .yaml file)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,11 +127,13 @@ class BatchReport:
 def run_batch(items: Sequence[BatchItem], predict: Callable[[Path], JobResult], out_dir: str | Path, *,
               resume: bool = True, progress: bool = True, shard_spec: tuple[int, int] = (0, 1),
               describe: Callable[[BatchItem, JobResult], str] | None = None, job: str = "predict",
-              log: Callable[[str], Any] = print) -> BatchReport:
+              log: Callable[[str], Any] = print,
+              warn: Callable[[str], Any] = lambda s: print(s, file=sys.stderr)) -> BatchReport:
     """Run ``predict`` on this shard's items; write each result under ``out_dir``; write a summary.
 
     Bad input (:class:`InputError`) is recorded with its message and the run goes on; any other
-    exception is recorded with its traceback (a bug to report) and the run goes on too.
+    exception is recorded with its traceback (a bug to report) and the run goes on too. Progress and the
+    summary go to ``log`` (stdout), each failure as one line to ``warn`` (stderr).
     """
     from tqdm.auto import tqdm
 
@@ -153,12 +156,12 @@ def run_batch(items: Sequence[BatchItem], predict: Callable[[Path], JobResult], 
             _atomic_write_text(record, json.dumps(body, indent=2, default=_jsonable))
         except InputError as e:
             report.failed.append({"file": str(it.path), "kind": "input", "error": str(e)})
-            log(f"skipped {it.path}: {e}")
+            warn(f"skipped {e}")
             continue
         except Exception as e:  # noqa: BLE001 - one broken input must not end a million-file run
             report.failed.append({"file": str(it.path), "kind": "crash", "error": f"{type(e).__name__}: {e}",
                                   "traceback": traceback.format_exc()})
-            log(f"FAILED {it.path}: {type(e).__name__}: {e} (traceback in the summary)")
+            warn(f"FAILED {it.path}: {type(e).__name__}: {e} (traceback in the summary)")
             continue
         report.done.append(str(it.path))
         if describe is not None:

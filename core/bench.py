@@ -7,13 +7,10 @@ far from the FLOP ratio unless one side's kernels are faster.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from contextlib import nullcontext
 from typing import Callable
 
 import torch
-
 from maskworks.core.timing import time_alternating
 
 CONFIGS = {
@@ -41,7 +38,11 @@ def step_flops(loss: Callable[[], torch.Tensor]) -> int:
     counter. Its table lacks the CPU flash-attention kernels that ``scaled_dot_product_attention``
     picks on CPU, so they are counted here with torch's own attention formulas. Elementwise work
     (norms, GELU, softmax, the optimizer) is not counted: it is memory-bound, not FLOP-bound."""
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+    from torch.utils.flop_counter import (
+        FlopCounterMode,
+        sdpa_backward_flop_count,
+        sdpa_flop_count,
+    )
 
     aten = torch.ops.aten
     cpu_attention = {
@@ -107,41 +108,3 @@ def bench_config(name: str, steps: int = 10, warmup: int = 3, dtype: str = "fp32
             "ratio": round(ips["maskworks"] / ips["huggingface"], 3),
             "maskworks_gflop_step": round(flops["maskworks"] / 1e9, 3), "huggingface_gflop_step": round(flops["huggingface"] / 1e9, 3),
             "flop_ratio": round(flops["huggingface"] / flops["maskworks"], 3)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="maskworks bench mae-step", description=
-                                "Our MAE training step (forward, backward, AdamW) vs Hugging Face ViTMAEForPreTraining "
-                                "with the same configuration, alternating in one process; median of --steps timed steps "
-                                "after --warmup. Prints images/s of each and the ratio (ours / theirs).")
-    p.add_argument("--configs", default="a,b", help="which configurations: a (ViT-tiny-like, batch 16), b (ViT-B, batch 8)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps of each model, alternating; the median is "
-                   "reported (default 10; 20 or more for figures you quote)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps of each model first (default 3)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--compile", nargs="?", const="both", default="none", choices=COMPILE_CHOICES,
-                   help="torch.compile the forward passes (inductor) of both models (--compile or --compile both: "
-                   "like for like) or of ours only (--compile maskworks: our trainer compiled against Hugging Face "
-                   "as shipped). The first steps compile, about a minute at (a) on CPU, and are not timed")
-    p.add_argument("--dtype", choices=(*DTYPE_CHOICES, "both"),
-                   help="fp32, bf16 (autocast) or both; default: both on a GPU, fp32 on a CPU (bf16 on a CPU is "
-                   "worth measuring only where it has bf16 instructions, e.g. AVX-512 BF16 or AMX)")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    a = p.parse_args(argv)
-    dev = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = a.dtype or ("both" if dev.startswith("cuda") else "fp32")
-    dtypes = DTYPE_CHOICES if chosen == "both" else (chosen,)
-    results = []
-    for name in a.configs.split(","):
-        for dtype in dtypes:
-            r = bench_config(name.strip(), a.steps, a.warmup, dtype, dev, compile=a.compile)
-            results.append(r)
-            compiled = {"none": "", "both": " compiled", "maskworks": " (maskworks compiled, Hugging Face eager)"}[r["compiled"]]
-            print(f"[{r['config']}] {r['label']} | {r['device']} {r['dtype']}{compiled} | maskworks {r['maskworks_img_s']:.1f} img/s, "
-                  f"Hugging Face {r['huggingface_img_s']:.1f} img/s, ratio {r['ratio']:.2f}x | FLOPs per step (forward+backward): "
-                  f"maskworks {r['maskworks_gflop_step']:.1f} G, Hugging Face {r['huggingface_gflop_step']:.1f} G, "
-                  f"ratio {r['flop_ratio']:.2f}x", flush=True)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0

@@ -10,46 +10,60 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from maskworks.core.io.errors import InputError
+from PIL import Image
 from torch.utils.data import Dataset
 
 SPLIT_COLUMNS = ("split", "patient_split")
-
-
-class DataLayoutError(ValueError):
-    """A data folder that does not follow the ``images/`` + ``labels.csv`` layout."""
 
 
 def read_labels(root: str | Path, split: str | None = None) -> list[dict[str, str]]:
     root = Path(root)
     path = root / "labels.csv"
     if not path.is_file():
-        raise DataLayoutError(f"{root}: no labels.csv; expected images/ plus labels.csv with columns file,label")
+        raise InputError(root, "no labels.csv", "give a folder with images/ and labels.csv (columns file,label[,split])")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"file", "label"} <= set(rows[0]):
-        raise DataLayoutError(f"{path}: needs a header with at least 'file' and 'label' columns")
+        raise InputError(path, "no header with 'file' and 'label' columns", "make the first line file,label[,split]")
     if split is not None:
         col = next((c for c in SPLIT_COLUMNS if c in rows[0]), None)
         if col is None:
-            raise DataLayoutError(f"{path}: asked for split {split!r} but there is no split column {SPLIT_COLUMNS}")
+            raise InputError(path, f"asked for split {split!r} but there is no split column {SPLIT_COLUMNS}",
+                             "add a split column or do not ask for a split")
         rows = [r for r in rows if r[col] == split]
         if not rows:
-            raise DataLayoutError(f"{path}: split {split!r} is empty")
+            raise InputError(path, f"split {split!r} is empty", "check the split names in the split column")
     return rows
 
 
-def load_image(path: str | Path, channels: int = 1, size: int | None = None) -> torch.Tensor:
-    """PNG/JPEG -> float tensor ``[C, H, W]`` in [0, 1]; grayscale stays one channel."""
-    try:
-        with Image.open(path) as im:
+def load_image(path: str | Path, channels: int = 1, size: int | None = None,
+               max_pixels: int | None = None) -> torch.Tensor:
+    """PNG/JPEG -> float tensor ``[C, H, W]`` in [0, 1]; grayscale stays one channel.
+
+    The pixel count is checked from the header before decoding (``max_pixels``, default
+    :data:`maskworks.core.io.guards.MAX_PIXELS`). 16-bit files are scaled by the bits that hold data
+    (:func:`~maskworks.core.io.guards.significant_bits`: 12-bit radiographs saved as 16-bit PNGs are divided
+    by 4095, not 65535, and never clipped at 255 as Pillow's ``convert("L")`` does).
+    """
+    from maskworks.core.io.guards import MAX_PIXELS, WIDE_MODES, open_image, png_sbit, require_finite, significant_bits
+
+    with open_image(path, MAX_PIXELS if max_pixels is None else max_pixels) as im:
+        if im.mode in WIDE_MODES:
+            a = require_finite(path, np.asarray(im, dtype=np.float32))
+            sbit = png_sbit(path)
+            bits = significant_bits(float(a.max(initial=0.0)), WIDE_MODES[im.mode], sbit[0] if sbit else None)
+            a = np.clip(a / (2.0 ** bits - 1), 0.0, 1.0)
+            if size is not None and a.shape != (size, size):
+                a = np.asarray(Image.fromarray(a, mode="F").resize((size, size), Image.BILINEAR))
+            if channels != 1:
+                a = np.repeat(a[..., None], channels, axis=-1)
+        else:
             im = im.convert("L" if channels == 1 else "RGB")
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             a = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataLayoutError(f"{path}: not a readable image ({e})") from None
-    t = torch.from_numpy(a)
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
 
 

@@ -11,12 +11,18 @@ from functools import partial
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.layers import Block, sincos_pos_embed
 from maskworks.core.losses import masked_mse
-from maskworks.core.masking import Mask, MaskingStrategy, RandomMasking, gather_tokens, keep_visible, no_mask
+from maskworks.core.masking import (
+    Mask,
+    MaskingStrategy,
+    RandomMasking,
+    gather_tokens,
+    keep_visible,
+    no_mask,
+)
 from maskworks.core.masking.ops import patchify, restore_tokens, unpatchify
+from torch import Tensor, nn
 
 
 @dataclass
@@ -126,10 +132,27 @@ class MaskedAutoencoder(nn.Module):
         Embedding after dropping masked patches gives the same tokens as MAE's embed-then-drop at a
         quarter of the cost (75 % masking). ``patches`` (from :meth:`patchify`) saves a second patchify.
         """
+        return self.forward_intermediates(imgs, mask, patches)[0]
+
+    def forward_intermediates(self, imgs: Tensor, mask: Mask | None = None, patches: Tensor | None = None,
+                              indices: Sequence[int] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """The encoder with its levels handed out (as lightly's masked ViT and timm do), so models that need
+        them (multi-level decoders, hierarchical skips, feature scorers) never rewrite this loop.
+
+        Returns ``(latent, levels)``: the final normed latent of :meth:`forward_encoder` and the raw output of
+        every block (or of the blocks in ``indices``; negative indices count from the last), each
+        ``[B, (1+) K, D]`` over the visible tokens. ``mask=None`` runs the whole, unmasked input."""
+        if mask is None:
+            mask = no_mask(imgs.shape[0], self.grid, imgs.device)
         x = self.embed_visible(self.patchify(imgs) if patches is None else patches, mask)
-        for blk in self.blocks:
+        depth = len(self.blocks)
+        wanted = range(depth) if indices is None else {i % depth for i in indices}
+        levels = []
+        for i, blk in enumerate(self.blocks):
             x = blk(x)
-        return self.norm(x)
+            if i in wanted:
+                levels.append(x)
+        return self.norm(x), levels
 
     def embed_visible(self, patches: Tensor, mask: Mask) -> Tensor:
         """Visible patches -> tokens with positions, class token first: the encoder's input."""

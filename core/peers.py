@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-
 from maskworks.core.mae import MaskedAutoencoder
 
 
@@ -32,7 +31,9 @@ def hf_vitmae(model: MaskedAutoencoder, image_size: int, patch_size: int):
 
 def hf_sincos_table(dim: int, grid: tuple[int, int]) -> torch.Tensor:
     """Hugging Face's 2-D sin-cos table with a class token, in the original MAE layout."""
-    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+    from transformers.models.vit_mae.modeling_vit_mae import (
+        build_2d_sinusoidal_position_embedding,
+    )
 
     pe = build_2d_sinusoidal_position_embedding(height=grid[0], width=grid[1], embed_dim=dim, cls_token=True)
     half = dim // 2  # HF rotates halves to match the original layout (see its initialize_weights)

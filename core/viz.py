@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from maskworks.core.masking import Mask
 from maskworks.core.masking.viz import draw_mask
 

@@ -5,7 +5,13 @@ import argparse
 from pathlib import Path
 from typing import Callable, Sequence
 
-from maskworks.core.batch import BatchItem, JobResult, gather_inputs, parse_shard, run_batch
+from maskworks.core.batch import (
+    BatchItem,
+    JobResult,
+    gather_inputs,
+    parse_shard,
+    run_batch,
+)
 
 
 def add_batch_options(p: argparse.ArgumentParser, what: str = "files") -> None:

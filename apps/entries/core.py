@@ -1,8 +1,9 @@
 """The core's entries: image MAE evaluation/prediction, the MAE step benchmark, the first tabs."""
-EVALS = {"image-mae": "maskworks.apps.image_mae_cli:evaluate"}
-PREDICTS = {"image-mae": "maskworks.apps.image_mae_cli:predict"}
-BENCHES = {"mae-step": "maskworks.core.bench:main"}
+EVALS = {"image-mae": "maskworks.apps.commands.core:eval_image_mae"}
+PREDICTS = {"image-mae": "maskworks.apps.commands.core:predict_image_mae"}
+BENCHES = {"mae-step": "maskworks.apps.commands.core:bench_mae_step", "serve": "maskworks.apps.commands.core:bench_serve"}
 TABS = {
-    "Masking strategies": "maskworks.apps.masking_app:build_tab",
-    "Image MAE (chest X-ray)": "maskworks.apps.mae_app:build_tab",
+    "Masking strategies": "maskworks.apps.tabs.masking:build_tab",
+    "Image MAE (chest X-ray)": "maskworks.apps.tabs.image_mae:build_tab",
 }
+APIS = {"image_mae": "maskworks.apps.api:image_mae"}

@@ -1,4 +1,6 @@
-"""LiDAR 3-D detection: ``maskworks eval lidar/detection``, ``maskworks predict lidar/detection``, demo tab."""
-EVALS = {"lidar/detection": "maskworks.domains.lidar.kitti_eval:main"}
-PREDICTS = {"lidar/detection": "maskworks.domains.lidar.detector:predict_main"}
-TABS = {"3D detection (LiDAR)": "maskworks.apps.lidar_app:build_tab"}
+"""LiDAR: 3-D detection (predict, eval, tab) and R-MAE evaluation."""
+EVALS = {"lidar/detection": "maskworks.apps.commands.lidar:eval_detection",
+         "lidar/rmae": "maskworks.apps.commands.lidar:eval_rmae"}
+PREDICTS = {"lidar/detection": "maskworks.apps.commands.lidar:predict_detection"}
+TABS = {"3D detection (LiDAR)": "maskworks.apps.tabs.lidar:build_tab"}
+APIS = {"lidar_detection": "maskworks.apps.api:lidar_detection"}

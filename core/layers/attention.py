@@ -9,8 +9,8 @@ from torch import Tensor, nn
 class Attention(nn.Module):
     """Self-attention with one fused qkv projection.
 
-    ``memory`` (optional ``[M, D]`` or ``[B, M, D]``) is appended to keys and values: the
-    memory-augmented attention of MemMC-MAE, where tokens are re-expressed through learned slots.
+    Subclasses may add keys and values that every query also attends to by overriding
+    :meth:`extra_kv` (e.g. MemMC-MAE's learned memory slots, ``maskworks.domains.medical.anomaly``).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
@@ -29,7 +29,11 @@ class Attention(nn.Module):
         b, n, _ = t.shape
         return t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, memory: Tensor | None = None, query_ids: Tensor | None = None) -> Tensor:
+    def extra_kv(self, batch: int) -> tuple[Tensor, Tensor] | None:
+        """Additional ``(keys, values)`` ``[B, heads, M, head_dim]`` appended to every sample's; none here."""
+        return None
+
+    def forward(self, x: Tensor, query_ids: Tensor | None = None) -> Tensor:
         """``query_ids`` ``[B, Q]`` restricts the outputs to those tokens (all tokens still act as
         keys and values): a decoder's last block only needs the tokens it predicts."""
         b, n, d = x.shape
@@ -38,11 +42,9 @@ class Attention(nn.Module):
         if query_ids is not None:
             q = torch.gather(q, 2, query_ids[:, None, :, None].expand(-1, self.num_heads, -1, self.head_dim))
             n = query_ids.shape[1]
-        if memory is not None:
-            mem = memory.expand(b, -1, -1) if memory.dim() == 3 else memory.expand(b, *memory.shape)
-            mk, mv = self.qkv(mem)[..., d:].chunk(2, dim=-1)
-            k = torch.cat([k, self._heads(mk)], dim=2)
-            v = torch.cat([v, self._heads(mv)], dim=2)
+        extra = self.extra_kv(b)
+        if extra is not None:
+            k, v = torch.cat([k, extra[0]], dim=2), torch.cat([v, extra[1]], dim=2)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, d)))
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.layers.attention import Attention, CrossAttention
+from torch import Tensor, nn
 
 
 class Mlp(nn.Module):
@@ -25,15 +24,16 @@ class Block(nn.Module):
     """``x + attn(norm(x))`` [``+ cross(norm(x), context)``] ``+ mlp(norm(x))``.
 
     ``cross_attention=True`` adds a cross-attention sub-layer whose context is passed to
-    :meth:`forward`; ``memory`` is forwarded to self-attention (memory-augmented attention).
+    :meth:`forward`; ``attn_layer`` swaps the self-attention for a subclass of :class:`Attention`.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  norm_layer: Callable[[int], nn.Module] = nn.LayerNorm, act_layer: type[nn.Module] = nn.GELU,
-                 cross_attention: bool = False, context_dim: int | None = None, drop_path: float = 0.0) -> None:
+                 cross_attention: bool = False, context_dim: int | None = None, drop_path: float = 0.0,
+                 attn_layer: Callable[..., Attention] = Attention) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias)
         self.cross = CrossAttention(dim, num_heads, context_dim, qkv_bias) if cross_attention else None
         self.norm_cross = norm_layer(dim) if cross_attention else None
         self.norm2 = norm_layer(dim)
@@ -45,10 +45,9 @@ class Block(nn.Module):
         else:
             self.drop_path = nn.Identity()
 
-    def forward(self, x: Tensor, context: Tensor | None = None, memory: Tensor | None = None,
-                query_ids: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, query_ids: Tensor | None = None) -> Tensor:
         """``query_ids`` ``[B, Q]``: return only those tokens' outputs (they still attend to all)."""
-        h = self.attn(self.norm1(x), memory=memory, query_ids=query_ids)
+        h = self.attn(self.norm1(x), query_ids=query_ids)
         if query_ids is not None:
             x = torch.gather(x, 1, query_ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         x = x + self.drop_path(h)

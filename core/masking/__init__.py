@@ -4,7 +4,16 @@ Every strategy returns a :class:`Mask` (boolean grid plus ``ids_keep``/``ids_mas
 so strategies and models mix freely, as in lightly.
 """
 from maskworks.core.masking.mask import Mask, mask_from_scores, no_mask, num_to_keep
+from maskworks.core.masking.ops import (
+    gather_tokens,
+    keep_visible,
+    patchify,
+    replace_masked,
+    restore_tokens,
+    unpatchify,
+)
 from maskworks.core.masking.strategies import (
+    NTU25_PARTS,
     BlockMasking,
     BodyPartMasking,
     ColorNoiseMasking,
@@ -16,15 +25,6 @@ from maskworks.core.masking.strategies import (
     RandomMasking,
     RunningCellMasking,
     TubeMasking,
-    NTU25_PARTS,
-)
-from maskworks.core.masking.ops import (
-    gather_tokens,
-    keep_visible,
-    patchify,
-    restore_tokens,
-    replace_masked,
-    unpatchify,
 )
 
 __all__ = [

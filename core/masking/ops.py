@@ -5,9 +5,8 @@ import math
 from typing import Sequence
 
 import torch
-from torch import Tensor
-
 from maskworks.core.masking.mask import Mask
+from torch import Tensor
 
 
 def gather_tokens(x: Tensor, ids: Tensor) -> Tensor:

@@ -10,9 +10,8 @@ import math
 from typing import Mapping, Sequence
 
 import torch
-from torch import Tensor
-
 from maskworks.core.masking.mask import Mask, mask_from_scores, no_mask, num_to_keep
+from torch import Tensor
 
 Device = torch.device | str | None
 

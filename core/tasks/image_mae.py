@@ -5,21 +5,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
 from maskworks.core.datasets import LabelledImageFolder
+from maskworks.core.io import resolve_shipped
 from maskworks.core.mae import MaskedAutoencoder
 from maskworks.core.masking.registry import build_masking
-from maskworks.core.training.task import StepContext, Task
-
-
-def resolve_data_root(root: str) -> Path:
-    """``shipped:cxr/nih_64px`` -> the copy inside the package; anything else is a path."""
-    if root.startswith("shipped:"):
-        from maskworks.data import data_path
-
-        return data_path(*root.split(":", 1)[1].split("/"))
-    return Path(root).expanduser()
+from maskworks.core.training.task import StepContext, Task, unwrap
+from torch import Tensor
 
 
 def random_resized_crop(x: Tensor, scale: tuple[float, float], u: Tensor) -> Tensor:
@@ -51,7 +42,7 @@ class ImageMAETask(Task):
     def build_dataset(self, split: str = "train") -> LabelledImageFolder:
         d = self.cfg["data"]
         split_name = d.get("split") if split == "train" else d.get("val_split")
-        return LabelledImageFolder(resolve_data_root(d["root"]), split=split_name, size=int(d["size"]),
+        return LabelledImageFolder(resolve_shipped(d["root"]), split=split_name, size=int(d["size"]),
                                    channels=int(d.get("channels", 1)))
 
     def training_step(self, model, batch, ctx: StepContext):
@@ -59,7 +50,7 @@ class ImageMAETask(Task):
         aug = self.cfg.get("augment", {})
         if aug.get("crop_scale"):
             x = random_resized_crop(x, tuple(aug["crop_scale"]), ctx.rand(3))
-        raw = model.module if hasattr(model, "module") else model
+        raw = unwrap(model)
         mask = ctx.mask(raw.masking, raw.grid)
         return model(x, mask).loss
 

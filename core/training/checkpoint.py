@@ -21,6 +21,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written or read; the message names it, says what is intact and what to do."""
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
@@ -93,19 +97,26 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, optimizer:
     name = f"step_{step:08d}"
     final = ckpt_root / name
     tmp = ckpt_root / f".tmp_{name}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    state = {"step": step, **(extra or {})}
-    if optimizer is not None:
-        tensors, meta = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        state["optimizer"] = meta
-    (tmp / "state.json").write_text(json.dumps(state, default=str))
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _atomic_write_text(ckpt_root / "latest.json", json.dumps({"step": step, "path": name}))
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        state = {"step": step, **(extra or {})}
+        if optimizer is not None:
+            tensors, meta = _flatten_optimizer(optimizer.state_dict())
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            state["optimizer"] = meta
+        (tmp / "state.json").write_text(json.dumps(state, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _atomic_write_text(ckpt_root / "latest.json", json.dumps({"step": step, "path": name}))
+    except OSError as e:  # disk full, quota, permissions: keep what was there, say so
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = latest_checkpoint(run_dir)
+        kept = f"the previous checkpoint {prev.name} is intact" if prev is not None else "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write checkpoint {name} in {ckpt_root} ({e.strerror or e}); {kept}. "
+                              f"Free disk space (or fix the folder's permissions) and continue with --resume") from e
     done = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -117,16 +128,25 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     pointer = Path(run_dir) / "checkpoints" / "latest.json"
     if not pointer.is_file():
         return None
-    path = pointer.parent / json.loads(pointer.read_text())["path"]
+    try:
+        path = pointer.parent / json.loads(pointer.read_text())["path"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{pointer} is corrupt ({e}); point it at a step_* folder "
+                              '({"step": N, "path": "step_0000000N"}) or delete it to start again') from None
     return path if (path / "state.json").is_file() else None
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Restore model (and optimizer) from a checkpoint folder; returns its state.json."""
     path = Path(path)
-    state = json.loads((path / "state.json").read_text())
-    load_weights(path / "model.safetensors", model)
-    if optimizer is not None and "optimizer" in state:
-        opt = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
-        optimizer.load_state_dict(opt)
+    fix = (f"delete {path} and point {path.parent / 'latest.json'} at an earlier step_* folder, or start the run "
+           "again without --resume")
+    try:
+        state = json.loads((path / "state.json").read_text())
+        load_weights(path / "model.safetensors", model)
+        if optimizer is not None and "optimizer" in state:
+            opt = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+            optimizer.load_state_dict(opt)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # truncated, corrupt, missing, or another model's
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); {fix}") from None
     return state

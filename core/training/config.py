@@ -55,6 +55,28 @@ def apply_overrides(cfg: dict, overrides: Iterable[str] | dict, source: str = "-
     return out
 
 
+def check_settings(section: str, given: dict | None, defaults: dict[str, Any],
+                   free: Iterable[str] = ()) -> dict[str, Any]:
+    """``given`` over ``defaults``, refused with the key's name when a key is unknown or a number is not a
+    number (whole numbers where the default is one; ``None`` defaults and keys in ``free`` are not checked)."""
+    given = dict(given or {})
+    if not isinstance(given, dict):
+        raise RecipeError(f"{section} must be a section of key: value settings, got {given!r}")
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise RecipeError(f"unknown {section} settings {sorted(unknown)}; known: {sorted(defaults)}")
+    out = {**defaults, **given}
+    for key, default in defaults.items():
+        value = out[key]
+        if key in free or value is None or isinstance(default, bool) or not isinstance(default, (int, float)):
+            continue
+        whole = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            raise RecipeError(f"{section}.{key} must be {'a whole number' if whole else 'a number'}, got {value!r} "
+                              f"(e.g. --set {section}.{key}={default})")
+    return out
+
+
 def load_recipe(path: str | Path, preset: str | None = None, overrides: Iterable[str] = ()) -> dict:
     """Load a recipe, apply a named preset (its ``presets:`` section), then ``--set`` overrides."""
     path = Path(path)

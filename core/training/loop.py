@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Sampler, default_collate
-
-from maskworks.core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_weights
-from maskworks.core.training.config import RecipeError, save_config
+from maskworks.core.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from maskworks.core.training.config import RecipeError, check_settings, save_config
 from maskworks.core.training.task import StepContext, Task, load_task
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 DEFAULTS = {
     "seed": 0, "max_steps": 100, "batch_size": 32, "accumulate": 1, "precision": "32-true",
@@ -26,6 +30,7 @@ DEFAULTS = {
     "lr": 1.5e-4, "min_lr": 0.0, "warmup_steps": 0, "weight_decay": 0.05, "betas": [0.9, 0.95],
     "grad_clip": None, "log_every": 10, "ckpt_every": 50, "keep_checkpoints": 2, "threads": None,
 }
+POSITIVE = ("max_steps", "batch_size", "accumulate", "lr", "log_every", "ckpt_every")  # zero would never train
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -80,19 +85,24 @@ def step_generator(seed: int, step: int, micro: int) -> torch.Generator:
 def trainer_config(cfg: dict) -> dict:
     """The recipe's ``trainer`` section over :data:`DEFAULTS`, checked before anything runs: unknown
     keys and numbers that are not numbers are refused with the key's name."""
-    tr = {**DEFAULTS, **(cfg.get("trainer") or {})}
-    unknown = set(cfg.get("trainer") or {}) - set(DEFAULTS)
-    if unknown:
-        raise RecipeError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    for key, default in DEFAULTS.items():
-        value = tr[key]
-        if key == "devices" or value is None or not isinstance(default, (int, float)):
-            continue  # devices may also be "auto" or a list; strings and lists are Fabric's to check
-        whole = isinstance(default, int)
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
-            raise RecipeError(f"trainer.{key} must be {'a whole number' if whole else 'a number'}, got {value!r} "
-                              f"(e.g. --set trainer.{key}={default})")
+    # devices may also be "auto" or a list; strings and lists are Fabric's to check
+    tr = check_settings("trainer", cfg.get("trainer"), DEFAULTS, free=("devices",))
+    for key in POSITIVE:
+        if tr[key] is not None and not tr[key] > 0:
+            raise RecipeError(f"trainer.{key} must be above 0, got {tr[key]!r} (e.g. --set trainer.{key}={DEFAULTS[key]})")
     return tr
+
+
+def check_model_settings(task: Task, seed: int) -> None:
+    """Build the model once so that a mistyped or unknown ``model.*`` key is refused by name before a run
+    folder exists (model classes raise ``TypeError`` on unknown keyword arguments)."""
+    torch.manual_seed(seed)
+    try:
+        task.build_model()
+    except TypeError as e:
+        msg = str(e)
+        raise RecipeError(f"the model settings do not fit {type(task).__name__} ({msg}); check the model section, "
+                          f"e.g. --set model.KEY=VALUE with a KEY the model takes") from None
 
 
 def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -101,6 +111,10 @@ def fit(cfg: dict, run_dir: str | Path, resume: bool = False, progress: bool = T
     from lightning.fabric.loggers import CSVLogger, TensorBoardLogger
 
     tr = trainer_config(cfg)  # a bad setting is refused before the run folder exists
+    task = load_task(cfg)
+    task.check_recipe()
+    if not (resume and latest_checkpoint(run_dir) is not None):
+        check_model_settings(task, int(tr["seed"]))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     devices = tr["devices"]
@@ -166,7 +180,8 @@ def _fit(fabric, cfg: dict, tr: dict, run_dir: Path, resume: bool, progress: boo
             batch = fabric.to_device(next(batches))
             ctx = StepContext(step=step, max_steps=max_steps, epoch=step // sampler.steps_per_epoch,
                               generator=step_generator(int(tr["seed"]), step, j), device=fabric.device,
-                              rank=fabric.global_rank, world_size=world, local_batch=sampler.micro)
+                              rank=fabric.global_rank, world_size=world, local_batch=sampler.micro,
+                              model=model.module)
             with fabric.no_backward_sync(model, enabled=j < acc - 1):
                 out = task.training_step(model, batch, ctx)
                 out = out if isinstance(out, dict) else {"loss": out}

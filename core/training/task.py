@@ -4,13 +4,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
+from maskworks.core.masking import Mask, MaskingStrategy
+from maskworks.core.training.config import RecipeError, check_settings
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-
-from maskworks.core.masking import Mask, MaskingStrategy
 
 
 @dataclass
@@ -31,6 +31,7 @@ class StepContext:
     world_size: int = 1
     local_batch: int = 1
     extras: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None  # the trained module itself, unwrapped from Fabric/DDP (its attributes, masking)
 
     @property
     def progress(self) -> float:
@@ -52,11 +53,44 @@ class StepContext:
         return m[lo:lo + self.local_batch].to(self.device)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a Fabric/DDP wrapper (itself when not wrapped)."""
+    return model.module if hasattr(model, "module") else model
+
+
+#: recipe sections every task may have; a task adds its own in :attr:`Task.SECTIONS`
+CORE_SECTIONS = ("name", "task", "recipe", "model", "data", "masking", "augment", "trainer")
+
+
 class Task:
-    """Base class for recipes. ``cfg`` is the resolved recipe; subclasses read their sections."""
+    """Base class for recipes. ``cfg`` is the resolved recipe; subclasses read their sections.
+
+    ``SECTIONS`` names the task's own recipe sections with their default settings (e.g. DetectorTask's
+    ``loss: {reg_weight: 1.0}``): :meth:`section` returns them with the recipe's values, type-checked
+    against the defaults, and ``maskworks train`` refuses unknown sections and keys before a run folder
+    is made. A section given as ``None`` is free-form (its task checks it).
+    """
+
+    SECTIONS: ClassVar[dict[str, dict[str, Any] | None]] = {}
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The task's own section ``name``: its defaults overridden by the recipe, type-checked."""
+        defaults = self.SECTIONS[name]
+        given = self.cfg.get(name) or {}
+        return dict(given) if defaults is None else check_settings(name, given, defaults)
+
+    def check_recipe(self) -> None:
+        """Refuse sections that no one reads and bad settings in the task's own sections."""
+        known = set(CORE_SECTIONS) | set(self.SECTIONS)
+        unknown = set(self.cfg) - known
+        if unknown:
+            raise RecipeError(f"unknown recipe sections {sorted(unknown)} for {type(self).__name__}; "
+                              f"known: {sorted(known)}")
+        for name in self.SECTIONS:
+            self.section(name)
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
@@ -86,9 +120,21 @@ class Task:
         return {}
 
 
+#: Task classes that moved, old ``module:Class`` -> new. Weights store their task's path in their header
+#: (``load_trained``), so a path once shipped must keep loading after the code is reorganised.
+MOVED_TASKS: dict[str, str] = {
+    "maskworks.domains.medical.anomaly:MemMCTask": "maskworks.domains.medical.anomaly.memmc_mae:MemMCTask",
+    "maskworks.domains.medical.pretrain:SparKCXRTask": "maskworks.domains.medical.spark.pretrain:SparKCXRTask",
+    "maskworks.domains.medical.pretrain:SparKCTTask": "maskworks.domains.medical.spark.pretrain:SparKCTTask",
+    "maskworks.domains.medical.pretrain:MoCoCXRTask": "maskworks.domains.medical.spark.pretrain:MoCoCXRTask",
+    "maskworks.domains.lidar.detector:DetectorTask": "maskworks.domains.lidar.detection.task:DetectorTask",
+}
+
+
 def load_task(cfg: dict) -> Task:
-    """Instantiate ``cfg['task']`` given as ``module.path:ClassName``."""
-    spec = cfg.get("task", "")
+    """Instantiate ``cfg['task']`` given as ``module.path:ClassName`` (a path in :data:`MOVED_TASKS` is
+    followed to where the class lives now)."""
+    spec = MOVED_TASKS.get(cfg.get("task", ""), cfg.get("task", ""))
     if ":" not in spec:
         raise ValueError(f"task {spec!r} must look like 'package.module:ClassName'")
     mod, name = spec.split(":", 1)

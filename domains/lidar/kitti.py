@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from maskworks.core.io import InputError
 
 from .boxes import boxes_to_corners
-from .io import LidarDataError
 
 Lift = Literal["camera", "lidar_z"]
 _CALIB_ALIASES = {"R_rect": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam", "Tr_imu_velo": "Tr_imu_to_velo"}
@@ -54,12 +54,12 @@ def read_label(path: str | Path) -> list[KittiObject]:
         if not tok:
             continue
         if len(tok) not in (15, 16):
-            raise LidarDataError(path, f"line {ln} has {len(tok)} fields, a KITTI label needs 15 (16 with score)",
+            raise InputError(path, f"line {ln} has {len(tok)} fields, a KITTI label needs 15 (16 with score)",
                                  "check the file is a KITTI label_2 file")
         try:
             v = [float(t) for t in tok[1:]]
         except ValueError as e:
-            raise LidarDataError(path, f"line {ln}: {e}", "label values after the class must be numbers") from None
+            raise InputError(path, f"line {ln}: {e}", "label values after the class must be numbers") from None
         objects.append(KittiObject(tok[0], v[0], int(v[1]), v[2], tuple(v[3:7]), tuple(v[7:10]),
                                    tuple(v[10:13]), v[13], v[14] if len(v) == 15 else None))
     return objects
@@ -134,17 +134,17 @@ def read_calib(path: str | Path) -> KittiCalib:
         try:
             arr = np.array([float(v) for v in vals.split()], dtype=np.float64)
         except ValueError as e:
-            raise LidarDataError(path, f"line {ln} ({key}): {e}", "calibration values must be numbers") from None
+            raise InputError(path, f"line {ln} ({key}): {e}", "calibration values must be numbers") from None
         if arr.size == 12:
             mats[key] = arr.reshape(3, 4)
         elif arr.size == 9:
             mats[key] = arr.reshape(3, 3)
         else:
-            raise LidarDataError(path, f"line {ln} ({key}) has {arr.size} numbers, expected 12 (3x4) or 9 (3x3)",
+            raise InputError(path, f"line {ln} ({key}) has {arr.size} numbers, expected 12 (3x4) or 9 (3x3)",
                                  "check the file is a KITTI object calib file")
     missing = [k for k in ("P2", "R0_rect", "Tr_velo_to_cam") if k not in mats]
     if missing:
-        raise LidarDataError(path, f"missing calibration entries {missing}",
+        raise InputError(path, f"missing calibration entries {missing}",
                              "a KITTI calib file needs P0-P3, R0_rect and Tr_velo_to_cam")
     P = {int(k[1]): mats.pop(k) for k in list(mats) if len(k) == 2 and k[0] == "P" and k[1].isdigit()}
     return KittiCalib(P, mats.pop("R0_rect"), mats.pop("Tr_velo_to_cam"), mats.pop("Tr_imu_to_velo", None), mats)
@@ -227,4 +227,35 @@ def project_boxes_to_image(boxes_lidar: np.ndarray, calib: KittiCalib, *,
         out[:, [0, 2]] = out[:, [0, 2]].clip(0, w - 1)
         out[:, [1, 3]] = out[:, [1, 3]].clip(0, h - 1)
     out[(depth < min_depth).any(axis=1)] = np.nan
+    return out
+
+
+IMAGE_SHAPE = (375, 1242)  # KITTI camera 2 (height, width); the images themselves are not shipped
+
+
+def detections_to_objects(boxes: np.ndarray, classes: list[str], scores: np.ndarray,
+                          calib: KittiCalib | None, image_shape: tuple[int, int] = IMAGE_SHAPE) -> list[KittiObject]:
+    """LiDAR detections -> KITTI label objects (what ``label_2``-format result files hold).
+
+    Without a calibration the 2-D box and alpha are unknown (written as -1 / -10, as KITTI does for
+    unknown values) and the camera box uses an identity-free LiDAR->camera axis swap
+    (x_cam = -y, y_cam = -z, z_cam = x), which is what KITTI's Velodyne->camera rotation is up to ~1 deg.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    if len(boxes) == 0:
+        return []
+    if calib is not None:
+        cam = boxes_lidar_to_camera(boxes, calib)
+        bb = project_boxes_to_image(boxes, calib, image_shape=image_shape)
+    else:
+        cam = np.stack([-boxes[:, 1], -(boxes[:, 2] - boxes[:, 5] / 2), boxes[:, 0], boxes[:, 3], boxes[:, 5],
+                        boxes[:, 4], -boxes[:, 6] - np.pi / 2], 1)
+        cam[:, 6] = (cam[:, 6] + np.pi) % (2 * np.pi) - np.pi
+        bb = np.full((len(boxes), 4), np.nan)
+    out = []
+    for c, b, cls, s in zip(cam, bb, classes, scores):
+        alpha = float(c[6] - np.arctan2(c[0], c[2])) if calib is not None else -10.0
+        bbox = tuple(float(v) for v in b) if np.isfinite(b).all() else (-1.0, -1.0, -1.0, -1.0)
+        out.append(KittiObject(cls, 0.0, 0, alpha, bbox, (float(c[4]), float(c[5]), float(c[3])),
+                               (float(c[0]), float(c[1]), float(c[2])), float(c[6]), float(s)))
     return out

@@ -17,9 +17,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from maskworks.core.masking import RadialSectorMasking
+from torch import Tensor, nn
 
 from .voxel import VoxelGrid
 

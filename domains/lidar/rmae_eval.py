@@ -8,8 +8,6 @@ occupancy of the angularly nearest kept sector into the masked one, same range a
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 
@@ -165,34 +163,3 @@ def evaluate_frames(model: RMAE, eval_points: np.ndarray, calib_points: np.ndarr
                       for name in runs[0][group]}
     out["repeats"] = repeats
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="maskworks eval lidar/rmae", description=
-                                "Occupancy reconstruction of a trained R-MAE on the masked sectors of a real KITTI "
-                                "scan (precision / recall / IoU), next to 'all occupied' and 'copy nearest kept "
-                                "sector' baselines on the same masks; optionally writes the BEV picture.")
-    p.add_argument("--weights", default="runs/lidar-rmae/model.safetensors", help="model.safetensors or run folder")
-    p.add_argument("--frame", default="000002", help="shipped KITTI frame to evaluate (default 000002, held out)")
-    p.add_argument("--calib-frame", default="000001", help="KITTI frame used to pick the probability threshold")
-    p.add_argument("--repeats", type=int, default=3, help="seeded masks to average over")
-    p.add_argument("--picture", help="write the BEV reconstruction picture here (.png)")
-    p.add_argument("--json", metavar="FILE", help="also write the results here")
-    a = p.parse_args(argv)
-    from maskworks.core.training.task import load_trained
-    from maskworks.data import data_path
-
-    from .io import read_kitti_bin
-
-    try:
-        _, model = load_trained(a.weights)
-        scan = lambda f: read_kitti_bin(data_path("3d", "kitti", "training", "velodyne", f"{f}.bin"))
-        pts, calib = scan(a.frame), scan(a.calib_frame) if a.calib_frame else None
-    except (FileNotFoundError, ValueError) as e:
-        print(f"maskworks eval lidar/rmae: {e}")
-        return 1
-    res = evaluate_frames(model, pts, calib, a.repeats, Path(a.picture) if a.picture else None)
-    print(json.dumps(res, indent=2))
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2))
-    return 0

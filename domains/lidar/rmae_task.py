@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maskworks.core.io.points import read_scan
+from maskworks.core.training.task import StepContext, Task, unwrap
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from maskworks.core.training.task import StepContext, Task
-
-from .io import read_kitti_bin, read_nuscenes_bin
 from .rmae import RMAE, augment_bev, occupancy_loss, sector_mask_occupied, visible_grid
 from .simulator import recipe_sim, simulate_scene, simulator_kwargs
 from .voxel import VoxelGrid
@@ -28,7 +27,7 @@ from .voxel import VoxelGrid
 def kitti_scan(frame: str) -> np.ndarray:
     from maskworks.data import data_path
 
-    return read_kitti_bin(data_path("3d", "kitti", "training", "velodyne", f"{frame}.bin"))
+    return read_scan(data_path("3d", "kitti", "training", "velodyne", f"{frame}.bin")).points
 
 
 class OccupancyScans(Dataset):
@@ -40,7 +39,7 @@ class OccupancyScans(Dataset):
 
         scans = [kitti_scan(f) for f in kitti_frames]
         if nuscenes:
-            scans += [read_nuscenes_bin(p) for p in sorted(data_path("3d", "nuscenes").glob("*.pcd.bin"))]
+            scans += [read_scan(p).points for p in sorted(data_path("3d", "nuscenes").glob("*.pcd.bin"))]
         scans += [simulate_scene(1000 + s, **simulator_kwargs(sim, 1000 + s))[0] for s in range(simulated)]
         if not scans:
             raise ValueError("no scans selected: set data.kitti_frames, data.nuscenes or data.simulated")
@@ -55,8 +54,6 @@ class OccupancyScans(Dataset):
         return {"occ": self.occ[i % len(self.occ)]}
 
 
-def _raw(model):
-    return model.module if hasattr(model, "module") else model
 
 
 class RMAETask(Task):
@@ -81,7 +78,7 @@ class RMAETask(Task):
                               recipe_sim(d), int(d.get("repeat", 1)))
 
     def training_step(self, model, batch, ctx: StepContext):
-        raw = _raw(model)
+        raw = unwrap(model)
         occ = augment_bev(batch["occ"].bool(), ctx.rand(2))
         # one mask per scan (occupied-voxel counts differ between scans), drawn from the step's generator
         vis = []
@@ -98,7 +95,7 @@ class RMAETask(Task):
         from .rmae_eval import evaluate_frames
 
         run_dir = Path(run_dir)
-        raw = _raw(model)
+        raw = unwrap(model)
         g = raw.voxel_grid
         meta = {"what": "R-MAE BEV backbone (maskworks.domains.lidar.rmae.BEVBackbone)",
                 "in_channels": raw.backbone.in_channels, "widths": list(raw.backbone.widths),

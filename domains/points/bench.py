@@ -1,24 +1,22 @@
-"""FPS benchmark: our batched-torch FPS vs open3d's ``farthest_point_down_sample`` on real clouds.
+"""FPS benchmark: our batched-torch FPS and what ``farthest_point_sample`` uses by default (``auto``: open3d's
+C++ on the CPU, torch on a GPU) against open3d's ``farthest_point_down_sample`` on real clouds.
 
-Both start from point 0, so on the same cloud they should pick the same samples; the bench
-reports the time ratio (ours / open3d, median of ``repeats`` runs), the coverage radius of each
-sample set (max distance from any point to its nearest sample; lower is better) and the
-fraction of shared samples. ``maskworks bench fps`` runs :func:`main`.
+All start from point 0, so on the same cloud they should pick the same samples; the bench reports the time
+ratios (torch / open3d and auto / open3d, median of ``repeats`` runs), the coverage radius of each sample set
+(max distance from any point to its nearest sample; lower is better) and the fraction of shared samples.
 """
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 import time
 from typing import Any, Callable
 
 import numpy as np
 import torch
-
 from maskworks.data import data_path
 
 from .grouping import coverage_radius, farthest_point_sample
-from .io import read_points
+from maskworks.core.io.points import read_points
 
 DEFAULT_CLOUDS: tuple[tuple[str, ...], ...] = (
     ("3d", "pcl_scans", "milk.pcd"),
@@ -60,14 +58,15 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
         xyz = torch.from_numpy(cloud.xyz).to(device)
         pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.xyz.astype(np.float64)))
 
-        def ours() -> torch.Tensor:
-            idx = farthest_point_sample(xyz, num_samples, start_idx=0)
+        def ours(backend: str = "torch") -> torch.Tensor:
+            idx = farthest_point_sample(xyz, num_samples, start_idx=0, backend=backend)
             if xyz.is_cuda:
                 torch.cuda.synchronize()
             return idx
 
-        farthest_point_sample(xyz, min(num_samples, 8))  # warm-up (allocator, kernels)
+        farthest_point_sample(xyz, min(num_samples, 8), backend="torch")  # warm-up (allocator, kernels)
         t_ours, idx = _median_time(ours, repeats)
+        t_auto, idx_auto = _median_time(lambda: ours("auto"), repeats)
         t_o3d, down = _median_time(lambda: pcd.farthest_point_down_sample(num_samples, 0), repeats)
         ours_pts = xyz[idx]
         o3d_pts = torch.from_numpy(np.asarray(down.points)).to(xyz)
@@ -75,7 +74,8 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
                      & {tuple(r) for r in o3d_pts.cpu().numpy().tolist()})
         rows.append({
             "cloud": str(p), "num_points": len(cloud), "ours_s": t_ours, "open3d_s": t_o3d,
-            "ratio_ours_over_open3d": t_ours / t_o3d,
+            "ratio_ours_over_open3d": t_ours / t_o3d, "auto_s": t_auto, "ratio_auto_over_open3d": t_auto / t_o3d,
+            "auto_equals_torch": bool(torch.equal(idx_auto.cpu(), idx.cpu())),
             "coverage_radius_ours": float(coverage_radius(xyz, ours_pts)),
             "coverage_radius_open3d": float(coverage_radius(xyz, o3d_pts)),
             "shared_sample_fraction": shared / num_samples,
@@ -84,40 +84,6 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
         "num_samples": num_samples, "repeats": repeats, "device": device,
         "torch_threads": torch.get_num_threads(), "open3d_version": o3d.__version__,
         "median_ratio": statistics.median(r["ratio_ours_over_open3d"] for r in rows),
+        "median_ratio_auto": statistics.median(r["ratio_auto_over_open3d"] for r in rows),
         "clouds": rows,
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``maskworks bench fps``: print per-cloud times and the ours/open3d ratio (optionally as JSON)."""
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(prog="maskworks bench fps", description=
-                                "Farthest-point sampling: our batched-torch FPS vs open3d's farthest_point_down_sample "
-                                "on the same real clouds (both start at point 0). Prints the median time of each, "
-                                "the ratio ours/open3d (< 1 = ours faster), the coverage radius of both sample sets "
-                                "and the fraction of shared samples.")
-    p.add_argument("clouds", nargs="*", help="point-cloud files (default: shipped milk.pcd, rops_cloud.pcd, KITTI 000000)")
-    p.add_argument("--samples", type=int, default=1024, help="points to sample per cloud (default 1024)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per method; the median is reported (default 5)")
-    p.add_argument("--device", default="cpu", help="where our FPS runs: cpu or cuda (open3d is CPU only)")
-    p.add_argument("--json", metavar="FILE", help="also write the full results to FILE")
-    a = p.parse_args(argv)
-    try:
-        res = bench_fps(repeats=a.repeats, num_samples=a.samples, clouds=a.clouds or None, device=a.device)
-    except (RuntimeError, ValueError, OSError) as e:
-        print(f"maskworks bench fps: {e}")
-        return 1
-    print(f"FPS of {res['num_samples']} samples, median of {res['repeats']} runs, device {res['device']}, "
-          f"torch threads {res['torch_threads']}, open3d {res['open3d_version']}")
-    print(f"{'cloud':<28}{'points':>9}{'ours ms':>10}{'open3d ms':>11}{'ratio':>8}{'cover ours':>12}{'cover o3d':>11}{'shared':>8}")
-    for r in res["clouds"]:
-        print(f"{Path(r['cloud']).name:<28}{r['num_points']:>9}{r['ours_s'] * 1e3:>10.1f}{r['open3d_s'] * 1e3:>11.1f}"
-              f"{r['ratio_ours_over_open3d']:>8.2f}{r['coverage_radius_ours']:>12.4f}{r['coverage_radius_open3d']:>11.4f}"
-              f"{r['shared_sample_fraction']:>8.2f}")
-    print(f"median ratio ours/open3d: {res['median_ratio']:.2f}")
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2))
-        print(f"wrote {a.json}")
-    return 0

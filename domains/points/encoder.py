@@ -7,10 +7,9 @@ and carry no location.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.layers import Block
 from maskworks.core.masking import Mask, gather_tokens
+from torch import Tensor, nn
 
 from .grouping import group_points
 from .tokenizer import MiniPointNet

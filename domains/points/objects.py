@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maskworks.data import data_path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from maskworks.data import data_path
-
 from .grouping import farthest_point_sample
-from .io import read_points
+from maskworks.core.io.points import read_points
 
 PROBE_CLASSES = ("car", "pedestrian", "barrier", "other")
 _CLASS_MAP = {"car": "car", "pedestrian": "pedestrian", "barrier": "barrier"}

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from maskworks.core.losses import chamfer_l2
+from maskworks.core.masking import (
+    Mask,
+    PointBlockMasking,
+    gather_tokens,
+    replace_masked,
+)
+from maskworks.core.training.task import StepContext, unwrap
 from torch import Tensor, nn
 
-from maskworks.core.losses import chamfer_l2
-from maskworks.core.masking import Mask, PointBlockMasking, gather_tokens, replace_masked
-from maskworks.core.training.task import StepContext
-
 from .encoder import PointEncoder
-from .point_mae import PointMAETask, _raw, masked_group_chamfer
+from .point_mae import PointMAETask, masked_group_chamfer
 from .tokenizer import MiniPointNet
 
 
@@ -109,14 +113,14 @@ class PointBERTTask(PointMAETask):
     model_cls = PointBERT
 
     def training_step(self, model, batch, ctx: StepContext):
-        raw = _raw(model)
+        raw = unwrap(model)
         nb, ct = raw.encoder.group(self.augmented(batch, ctx))
         mask = ctx.mask(self.strategy(model), raw.grid, centers=ct)
         u = ctx.rand(nb.shape[1], raw.dvae.num_tokens) if raw.use_dvae else None
         return model(nb, ct, mask, u)
 
     def on_fit_end(self, model, run_dir):
-        raw = _raw(model)
+        raw = unwrap(model)
         if not raw.use_dvae:
             return {}
         x = self.build_dataset("train").points[:16]

@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.losses import scaled_cosine_error
 from maskworks.core.masking import Mask, RandomMasking
-from maskworks.core.training.task import StepContext
+from maskworks.core.training.task import StepContext, unwrap
+from torch import Tensor, nn
 
 from .encoder import PointDecoder, PointEncoder, scatter_to_grid
-from .point_mae import PointMAETask, _raw, masked_group_chamfer
+from .point_mae import PointMAETask, masked_group_chamfer
 
 
 def both_masked_cosine(feat1: Tensor, feat2: Tensor, mask1: Mask, mask2: Mask) -> tuple[Tensor, Tensor]:
@@ -76,7 +75,7 @@ class PointCMAETask(PointMAETask):
     model_cls = PointCMAE
 
     def training_step(self, model, batch, ctx: StepContext):
-        raw = _raw(model)
+        raw = unwrap(model)
         nb, ct = raw.encoder.group(self.augmented(batch, ctx))
         strategy = self.strategy(model)
         m1, m2 = ctx.mask(strategy, raw.grid, centers=ct), ctx.mask(strategy, raw.grid, centers=ct)
@@ -85,7 +84,7 @@ class PointCMAETask(PointMAETask):
 
     def on_fit_end(self, model, run_dir):
         ds = self.build_dataset("train")
-        raw = _raw(model)
+        raw = unwrap(model)
         x = ds.points[:16]
         nb, ct = raw.encoder.group(x)
         g = torch.Generator().manual_seed(1234)

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
-
 from maskworks.core.losses import chamfer_l2
 from maskworks.core.masking import Mask, RandomMasking, gather_tokens
 from maskworks.core.masking.registry import build_masking
-from maskworks.core.training.task import StepContext, Task
+from maskworks.core.training.task import StepContext, Task, unwrap
+from torch import Tensor, nn
 
 from .encoder import PointDecoder, PointEncoder
 from .objects import PretrainClouds, augment
@@ -61,8 +60,6 @@ class PointMAE(nn.Module):
         return PointMAEOutput(loss, pred, target)
 
 
-def _raw(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 class PointMAETask(Task):
@@ -91,7 +88,7 @@ class PointMAETask(Task):
 
     def strategy(self, model: nn.Module):
         spec = self.cfg.get("masking")
-        return build_masking(spec) if spec else _raw(model).masking
+        return build_masking(spec) if spec else unwrap(model).masking
 
     def augmented(self, batch: dict, ctx: StepContext) -> Tensor:
         a = self.cfg.get("augment", {})
@@ -100,7 +97,7 @@ class PointMAETask(Task):
                        float(a.get("jitter", 0.01)))
 
     def training_step(self, model, batch, ctx: StepContext):
-        raw = _raw(model)
+        raw = unwrap(model)
         nb, ct = raw.encoder.group(self.augmented(batch, ctx))
         mask = ctx.mask(self.strategy(model), raw.grid, centers=ct)
         return {"loss": model(nb, ct, mask).loss}
@@ -108,7 +105,7 @@ class PointMAETask(Task):
     def on_fit_end(self, model: nn.Module, run_dir: Path) -> dict:
         """Masked-group Chamfer-L2 on the (unaugmented) first clouds, and a picture of one reconstruction."""
         ds = self.build_dataset("train")
-        raw = _raw(model)
+        raw = unwrap(model)
         x = ds.points[:16].to(next(raw.parameters()).device)
         nb, ct = raw.encoder.group(x)
         mask = self.strategy(model)(len(x), raw.grid, generator=torch.Generator().manual_seed(1234), centers=ct)

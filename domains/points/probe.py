@@ -8,15 +8,10 @@ initialised encoder of the same architecture (several seeds) give the reference.
 """
 from __future__ import annotations
 
-import argparse
-import json
-from collections import Counter
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from .objects import PROBE_CLASSES, labelled_objects, normalize, resample
+from .objects import labelled_objects, normalize, resample
 
 
 def loo_scores(feats: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -51,47 +46,3 @@ def object_set(num_points: int = 1024, min_points: int = 5) -> tuple[torch.Tenso
 def encoder_features(encoder: torch.nn.Module, x: torch.Tensor, batch: int = 16) -> np.ndarray:
     encoder.eval()
     return torch.cat([encoder.features(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
-
-
-@torch.no_grad()  # not set_grad_enabled(False): entries also run in-process (tests)
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="maskworks eval points/probe", description=
-                                "Leave-one-out few-shot classification (nearest centroid, logistic regression) of "
-                                "the real KITTI + nuScenes object crops (car / pedestrian / barrier / other) with "
-                                "features of a pre-trained point encoder (point-mae, point-bert or point-cmae run) "
-                                "next to the same encoder randomly initialised.")
-    p.add_argument("--weights", nargs="+", default=["runs/points-point-mae/model.safetensors"],
-                   help="model.safetensors files (or run folders) of point pre-training runs")
-    p.add_argument("--random-seeds", type=int, default=3, help="random initialisations to compare with (default 3)")
-    p.add_argument("--min-points", type=int, default=5, help="drop boxes with fewer real points (default 5)")
-    p.add_argument("--json", metavar="FILE", help="also write the results here")
-    a = p.parse_args(argv)
-    from maskworks.core.training.task import load_trained
-
-    x, labels, _ = object_set(min_points=a.min_points)
-    counts = Counter(labels.tolist())
-    res: dict = {"num_objects": len(labels), "class_counts": {c: counts.get(c, 0) for c in PROBE_CLASSES},
-                 "majority_acc": max(counts.values()) / len(labels), "runs": {}}
-    print(f"{len(labels)} real object crops: {dict(counts)}; majority-class accuracy {res['majority_acc']:.3f}")
-    for w in a.weights:
-        try:
-            task, model = load_trained(w)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"maskworks eval points/probe: {e}. Train one first, e.g. `maskworks train points/point-mae`.")
-            return 1
-        name = task.cfg.get("name", str(w))
-        rows = {"pretrained": loo_scores(encoder_features(model.encoder, x), labels)}
-        rand = []
-        for s in range(a.random_seeds):
-            torch.manual_seed(s)
-            rand.append(loo_scores(encoder_features(task.build_model().encoder, x), labels))
-        rows["random_init_mean"] = {k: float(np.mean([r[k] for r in rand])) for k in rand[0]}
-        rows["random_init_min_max"] = {k: [float(min(r[k] for r in rand)), float(max(r[k] for r in rand))] for k in rand[0]}
-        res["runs"][name] = rows
-        for kind in ("pretrained", "random_init_mean"):
-            r = rows[kind]
-            print(f"{name:<12} {kind:<17} NC acc {r['nearest_centroid_acc']:.3f} (bal {r['nearest_centroid_balanced_acc']:.3f})"
-                  f"  LogReg acc {r['logistic_acc']:.3f} (bal {r['logistic_balanced_acc']:.3f})")
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2))
-    return 0

@@ -1,8 +1,8 @@
 """The LiDAR tab's bird's-eye image: drawn over the detector's grid, square or not."""
 import numpy as np
 
-from maskworks.apps.lidar_app import COLORS, bev_image
-from maskworks.domains.lidar.detector import Detections
+from maskworks.apps.tabs.lidar import COLORS, bev_image
+from maskworks.domains.lidar.detection.decode import Detections
 
 
 def test_bev_image_spans_a_forward_extended_grid_with_points_and_boxes_in_place():

@@ -48,13 +48,13 @@ def test_names_keep_the_whole_name_and_sub_path(tmp_path):
 def test_two_shards_equal_one_run_and_resume_skips(tmp_path):
     make_tree(tmp_path / "in")
     items = gather_inputs([tmp_path / "in"], [".dcm", ".png"])
-    one = run_batch(items, echo, tmp_path / "one", progress=False, log=lambda s: None)
+    one = run_batch(items, echo, tmp_path / "one", progress=False, log=lambda s: None, warn=lambda s: None)
     for i in range(2):
-        run_batch(items, echo, tmp_path / "two", progress=False, shard_spec=(i, 2), log=lambda s: None)
+        run_batch(items, echo, tmp_path / "two", progress=False, shard_spec=(i, 2), log=lambda s: None, warn=lambda s: None)
     files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if "summary" not in p.name)
     assert files(tmp_path / "one") == files(tmp_path / "two")
     assert len(one.done) == 6 and one.exit_code == 0
-    again = run_batch(items, echo, tmp_path / "one", progress=False, log=lambda s: None)
+    again = run_batch(items, echo, tmp_path / "one", progress=False, log=lambda s: None, warn=lambda s: None)
     assert len(again.skipped) == 6 and not again.done
     rec = json.loads((tmp_path / "one" / "a" / "b" / "1.2.840.1.json").read_text())
     assert rec["length"] == 3 and rec["outputs"] == ["a/b/1.2.840.1_copy.txt"]
@@ -70,7 +70,7 @@ def test_failures_are_reported_and_set_the_exit_code(tmp_path):
             raise RuntimeError("a bug")
         return echo(p)
 
-    rep = run_batch(items, job, tmp_path / "out", progress=False, log=lambda s: None)
+    rep = run_batch(items, job, tmp_path / "out", progress=False, log=lambda s: None, warn=lambda s: None)
     kinds = sorted(f["kind"] for f in json.loads(rep.summary_path.read_text())["failed"])
     assert kinds == ["crash", "input"] and rep.exit_code == 1 and rep.done == [str(tmp_path / "good.dcm")]
 

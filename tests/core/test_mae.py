@@ -119,3 +119,23 @@ def test_volume_and_video_mae_train():
 def test_wrong_input_shape_is_explained():
     with pytest.raises(ValueError, match=r"expected input \[B, 3, 32, 48\]"):
         small()(torch.randn(1, 1, 32, 48))
+
+
+def test_forward_intermediates_hands_out_every_block_output():
+    """The levels equal running the blocks by hand; the latent is forward_encoder's; mask None is the
+    unmasked input; ``indices`` picks levels (negative from the end)."""
+    torch.manual_seed(0)
+    m = MaskedAutoencoder(input_size=(32, 32), patch_size=8, in_chans=1, embed_dim=32, depth=3, num_heads=4,
+                          decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2).eval()
+    x = torch.rand(2, 1, 32, 32)
+    mask = RandomMasking(0.5)(2, m.grid, generator=torch.Generator().manual_seed(1))
+    latent, levels = m.forward_intermediates(x, mask)
+    h = m.embed_visible(m.patchify(x), mask)
+    for blk, lv in zip(m.blocks, levels):
+        h = blk(h)
+        assert torch.equal(lv, h)
+    assert len(levels) == 3 and levels[0].shape == (2, 1 + 8, 32)  # class token + the 8 visible of 16
+    assert torch.equal(latent, m.forward_encoder(x, mask)) and torch.equal(latent, m.norm(h))
+    full_latent, full = m.forward_intermediates(x, indices=[0, -1])
+    assert torch.equal(full_latent, m.encode(x)) and len(full) == 2 and full[0].shape == (2, 17, 32)
+    assert torch.equal(full[1], m.forward_intermediates(x)[1][2])

@@ -207,3 +207,30 @@ def test_bad_trainer_settings_are_refused_by_name_before_a_run_starts(tmp_path, 
     (tmp_path / "unfinished").mkdir()
     assert main(["eval", "image-mae", "--weights", str(tmp_path / "unfinished")]) == 2
     assert "has no model.safetensors: the run has not finished" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override,message", [
+    ("foo.bar=1", r"unknown recipe sections \['foo'\]"),
+    ("model.embed_dimm=64", r"model settings do not fit ImageMAETask.*embed_dimm"),
+    ("trainer.batch_size=0", "trainer.batch_size must be above 0"),
+    ("trainer.lr=0", "trainer.lr must be above 0"),
+])
+def test_config_mistakes_are_refused_before_the_run_folder_exists(tmp_path, capsys, override, message):
+    import re
+
+    from maskworks.apps.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "image-mae-cxr", "--preset", "smoke", "--out", str(run), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
+    assert not run.exists()
+
+
+def test_mistyped_names_get_a_did_you_mean(capsys):
+    from maskworks.apps.cli import main
+
+    assert main(["train", "image-mae-cx"]) == 2
+    assert "no recipe 'image-mae-cx'. Did you mean image-mae-cxr?" in capsys.readouterr().err
+    assert main(["bench", "mae-stp"]) == 2
+    assert "unknown 'mae-stp'; Did you mean mae-step" in capsys.readouterr().err

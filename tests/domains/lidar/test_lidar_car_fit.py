@@ -80,7 +80,8 @@ def test_shipped_detector_meets_kittis_strict_iou_on_the_held_out_car_only_with_
     """KITTI 000002 (held out): the car's box was 22 degrees off and 0.3 m off; fitted to its 67 returns it
     reaches BEV IoU 0.72 (0.54 without), over KITTI's strict 0.7 for cars. The fit's settings were chosen
     on simulated scenes, not on this label."""
-    from maskworks.domains.lidar.detector import LidarDetector, kitti_frame
+    from maskworks.domains.lidar.detection.inference import LidarDetector
+    from maskworks.domains.lidar.detection.scenes import kitti_frame
 
     scan = kitti_frame("000002")
     det = LidarDetector.load()

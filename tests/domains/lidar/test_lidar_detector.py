@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from maskworks.domains.lidar.boxes import points_in_rotated_box
-from maskworks.domains.lidar.detector import (CLASSES, DetectorTask, LabelledScan, augment, build_targets,
-                                              decode, object_bank, paste_objects, predict_main)
+from maskworks.apps.commands.lidar import predict_detection as predict_main
+from maskworks.domains.lidar.detection.decode import decode
+from maskworks.domains.lidar.detection.model import CLASSES
+from maskworks.domains.lidar.detection.scenes import LabelledScan, augment, object_bank, paste_objects
+from maskworks.domains.lidar.detection.targets import build_targets
+from maskworks.domains.lidar.detection.task import DetectorTask
 from maskworks.domains.lidar.iou import bev_iou
 from maskworks.domains.lidar.voxel import VoxelGrid
 
@@ -110,8 +114,8 @@ def test_init_starts_a_larger_grid_from_a_trained_detector():
 
 def test_predict_cli_writes_kitti_labels_and_json(tmp_path, capsys):
     from maskworks.data import data_path
-    from maskworks.domains.lidar.detector import load_detector
-    from maskworks.domains.lidar.io import read_kitti_bin
+    from maskworks.domains.lidar.detection.inference import load_detector
+    from maskworks.core.io.points import read_scan
     from maskworks.domains.lidar.kitti import read_label
 
     scan = data_path("3d", "kitti", "training", "velodyne", "000002.bin")
@@ -120,7 +124,7 @@ def test_predict_cli_writes_kitti_labels_and_json(tmp_path, capsys):
     rc = predict_main([str(scan), str(bad), "--out", str(tmp_path / "out"), "--threshold", "0.2"])
     assert rc == 2 and "broken.bin" in capsys.readouterr().err
     res = json.loads((tmp_path / "out" / "000002.json").read_text())
-    want = load_detector().predict(read_kitti_bin(scan), 0.2)  # the CLI's default: the shipped pair
+    want = load_detector().predict(read_scan(scan).points, 0.2)  # the CLI's default: the shipped pair
     assert len(res["detections"]) == len(want)
     labels = read_label(tmp_path / "out" / "000002.txt")
     assert [o.type for o in labels] == want.classes
@@ -132,7 +136,7 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
 
     from maskworks.apps.recipes import find_recipe
     from maskworks.core.training import fit, load_recipe
-    from maskworks.domains.lidar.detector import LidarDetector
+    from maskworks.domains.lidar.detection.inference import LidarDetector
 
     cfg = load_recipe(find_recipe("lidar/detector"), "smoke", ["trainer.max_steps=2"])
     out = fit(cfg, tmp_path, progress=False)
@@ -151,7 +155,7 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
 
 
 def test_move_away_keeps_the_view_and_thins_as_inverse_square():
-    from maskworks.domains.lidar.detector import move_away
+    from maskworks.domains.lidar.detection.scenes import move_away
 
     rng = np.random.default_rng(0)
     box = np.array([10.0, 5.0, -0.9, 4.0, 1.8, 1.5, 0.3])
@@ -224,7 +228,7 @@ def test_a_list_of_sensors_draws_one_per_scene_with_its_own_azimuth_step():
 
 @pytest.mark.parametrize("axis", ["y", "x"])
 def test_unflip_maps_mirrored_targets_back_onto_the_originals(axis):
-    from maskworks.domains.lidar.detector import unflip
+    from maskworks.domains.lidar.detection.decode import unflip
 
     boxes = np.array([[10.3, -5.1, -0.9, 4.1, 1.7, 1.5, 0.4], [-20.7, 12.2, -0.8, 0.8, 0.6, 1.7, -2.0]])
     mirrored = boxes.copy()
@@ -244,7 +248,8 @@ def test_unflip_maps_mirrored_targets_back_onto_the_originals(axis):
 
 def test_flip_tta_is_exactly_mirror_equivariant():
     """TTA(mirror(scan)) seen back in the original grid equals TTA(scan), for any (even untrained) model."""
-    from maskworks.domains.lidar.detector import BEVDetector, flip_tta, unflip
+    from maskworks.domains.lidar.detection.model import BEVDetector
+    from maskworks.domains.lidar.detection.decode import flip_tta, unflip
 
     torch.manual_seed(0)
     m = BEVDetector(GRID, (8, 16, 32), 8).eval()
@@ -262,7 +267,8 @@ def test_shipped_detector_puts_a_car_on_the_held_out_kitti_car():
     app's default threshold at KITTI's loose BEV IoU (0.5), centred within 1 m. The shipped (R-MAE-pretrained)
     model with the default inference measures IoU 0.72, 0.17 m off (one pass without the car fit: 0.37,
     0.46 m; test_lidar_car_fit checks the strict 0.7; docs/3d/detection.md)."""
-    from maskworks.domains.lidar.detector import DEFAULT_SCORE_THRESHOLD, LidarDetector, kitti_frame
+    from maskworks.domains.lidar.detection.inference import DEFAULT_SCORE_THRESHOLD, LidarDetector
+    from maskworks.domains.lidar.detection.scenes import kitti_frame
     from maskworks.domains.lidar.iou import bev_iou
 
     scan = kitti_frame("000002")
@@ -279,8 +285,9 @@ def test_shipped_pair_reaches_the_far_car_and_keeps_the_near_models_detections()
     """The shipped pair (near model to x = 38 m, far model beyond) finds the 000001 car 61 m away (BEV IoU
     0.85 measured; 000001 is a training frame, so this shows the reach, not generalisation), which the
     near grid (to 40 m) cannot hold, and reports exactly the near model's detections nearer than 38 m."""
-    from maskworks.domains.lidar.detector import (DEFAULT_SCORE_THRESHOLD, LidarDetector, RangeDetector, kitti_frame,
-                                                  load_detector, shipped_split_x)
+    from maskworks.domains.lidar.detection.inference import (DEFAULT_SCORE_THRESHOLD, LidarDetector, RangeDetector,
+                                                             load_detector, shipped_split_x)
+    from maskworks.domains.lidar.detection.scenes import kitti_frame
     from maskworks.domains.lidar.iou import bev_iou
 
     pair, near = load_detector(), LidarDetector.load()
@@ -304,12 +311,13 @@ def test_ego_returns_are_dropped_and_no_object_is_reported_on_the_ego_vehicle():
     """The shipped nuScenes sweep has ~8,000 roof returns within 1 m of the sensor; read as occupancy they
     made the detector report a Car at the sensor (score 0.70). Dropping them removes that detection."""
     from maskworks.data import data_path
-    from maskworks.domains.lidar.detector import LidarDetector, drop_ego_returns, read_scan
+    from maskworks.domains.lidar.detection.inference import LidarDetector, drop_ego_returns
+    from maskworks.core.io.points import read_scan
 
     pts = np.array([[0.5, 0.5, -1.0], [1.9, 0.0, 0.0], [0.0, -2.1, 0.0], [30.0, 1.0, -1.0]], np.float32)
     np.testing.assert_array_equal(drop_ego_returns(pts, 2.0), pts[2:])
     np.testing.assert_array_equal(drop_ego_returns(pts, 0.0), pts)
-    sweep = read_scan(next(iter(sorted(data_path("3d", "nuscenes").glob("*.pcd.bin")))))
+    sweep = read_scan(next(iter(sorted(data_path("3d", "nuscenes").glob("*.pcd.bin"))))).points
     det = LidarDetector.load()
     near = lambda d: np.hypot(d.boxes[:, 0], d.boxes[:, 1]) < 2.5  # noqa: E731
     assert near(det.predict(sweep, 0.3, ego_radius=0.0)).any()  # the failure this guards against
@@ -319,7 +327,8 @@ def test_ego_returns_are_dropped_and_no_object_is_reported_on_the_ego_vehicle():
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU")
 def test_detector_on_the_gpu_gives_the_cpu_detections():
-    from maskworks.domains.lidar.detector import LidarDetector, kitti_frame
+    from maskworks.domains.lidar.detection.inference import LidarDetector
+    from maskworks.domains.lidar.detection.scenes import kitti_frame
 
     scan = kitti_frame("000002")
     cpu, gpu = LidarDetector.load(device="cpu"), LidarDetector.load(device="cuda")
@@ -333,7 +342,7 @@ def test_detector_on_the_gpu_gives_the_cpu_detections():
 def test_detector_runs_where_it_is_told():
     import torch
 
-    from maskworks.domains.lidar.detector import LidarDetector
+    from maskworks.domains.lidar.detection.inference import LidarDetector
 
     det = LidarDetector.load(device="cpu")
     assert det.device == torch.device("cpu") and not next(det.model.parameters()).is_cuda
@@ -355,7 +364,8 @@ def test_street_extent_and_car_count_reach_the_scenes():
 
 
 def test_rotated_items_turn_points_and_boxes_together_and_differ_per_item():
-    from maskworks.domains.lidar.detector import DetectionScans, count_points_in_boxes
+    from maskworks.domains.lidar.detection.scenes import DetectionScans
+    from maskworks.domains.lidar.boxes import count_points_in_boxes
 
     grid = VoxelGrid(x_range=(-40.0, 72.0))
     plain = DetectionScans(grid, [], 2, {"extent": 72.0}, paste=0, repeat=3)
@@ -387,7 +397,9 @@ def test_rotated_items_turn_points_and_boxes_together_and_differ_per_item():
 
 
 def test_simulated_evaluation_counts_only_its_region_and_band():
-    from maskworks.domains.lidar.detector import Detections, count_points_in_boxes, evaluate_on_simulated
+    from maskworks.domains.lidar.detection.decode import Detections
+    from maskworks.domains.lidar.boxes import count_points_in_boxes
+    from maskworks.domains.lidar.detection.evaluate import evaluate_on_simulated
     from maskworks.domains.lidar.simulator import simulate_scene, simulator_kwargs
 
     sim = {"extent": 72.0, "num_cars": [14, 14]}
@@ -413,7 +425,7 @@ class _Fixed:
     """A detector stand-in that reports fixed boxes (x given) on a grid reaching ``x_max``."""
 
     def __init__(self, xs, scores, x_max, classes=None):
-        from maskworks.domains.lidar.detector import Detections
+        from maskworks.domains.lidar.detection.decode import Detections
 
         boxes = np.array([[x, 0, -1, 4, 1.8, 1.5, 0] for x in xs], np.float64).reshape(-1, 7)
         self.det = Detections(boxes, classes or ["Car"] * len(xs), np.array(scores, np.float64))
@@ -426,7 +438,7 @@ class _Fixed:
 
 
 def test_range_detector_keeps_each_model_on_its_side_of_the_split():
-    from maskworks.domains.lidar.detector import RangeDetector
+    from maskworks.domains.lidar.detection.inference import RangeDetector
 
     near = _Fixed([10.0, 39.0, 37.9], [0.9, 0.8, 0.6], 40.0, ["Car", "Car", "Cyclist"])
     far = _Fixed([10.0, 39.0, 60.0], [0.5, 0.7, 0.95], 72.0)
@@ -443,7 +455,8 @@ def test_range_detector_keeps_each_model_on_its_side_of_the_split():
 
 
 def test_receptive_field_is_within_the_margin_the_range_detector_crops_by():
-    from maskworks.domains.lidar.detector import RECEPTIVE_CELLS, BEVDetector
+    from maskworks.domains.lidar.detection.inference import RECEPTIVE_CELLS
+    from maskworks.domains.lidar.detection.model import BEVDetector
 
     torch.manual_seed(0)
     m = BEVDetector().eval()
@@ -461,7 +474,8 @@ def test_receptive_field_is_within_the_margin_the_range_detector_crops_by():
 def test_range_detector_crops_the_far_grid_without_changing_what_it_reports():
     """The far model runs on its grid from x = 28.8 m (38 m minus the receptive field, on the stride-4
     lattice): its detections beyond the split equal the whole grid's (KITTI 000001, top 500, floor 0.05)."""
-    from maskworks.domains.lidar.detector import LidarDetector, kitti_frame, load_detector
+    from maskworks.domains.lidar.detection.inference import LidarDetector, load_detector
+    from maskworks.domains.lidar.detection.scenes import kitti_frame
 
     pair = load_detector()
     assert pair.far.grid.x_range == (28.8, 72.0) and pair.far.grid.shape[1:] == (200, 108)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from maskworks.domains.lidar.iou import bev_intersection, bev_iou, iou_3d, nms_bev
-from maskworks.domains.lidar.kitti_eval import FrameBoxes, ap_r40, evaluate, main, objects_to_frame
+from maskworks.domains.lidar.kitti_metric import FrameBoxes, ap_r40, evaluate, objects_to_frame
+from maskworks.apps.commands.lidar import eval_detection as main
 from maskworks.domains.lidar.kitti import read_calib, read_label
 
 
@@ -134,7 +135,7 @@ def test_label_files_as_predictions_give_ap_100(tmp_path):
 
 
 def test_label_matches_report_the_best_overlap_or_the_nearest_miss():
-    from maskworks.domains.lidar.kitti_eval import label_matches
+    from maskworks.domains.lidar.kitti_metric import label_matches
 
     g = FrameBoxes(CARS[:2], ["Car", "Car"], None, np.full(2, 50.0), np.zeros(2), np.zeros(2), name="f")
     shifted = CARS[:1].copy()
@@ -155,7 +156,7 @@ def test_simulated_scenes_can_use_another_recipes_simulator_settings(tmp_path, c
     """``--sim-from`` reads data.sim from a recipe / config YAML or a detector's metadata, so detectors trained
     on different simulator settings are scored on the same held-out scenes."""
     from maskworks.data import data_path
-    from maskworks.domains.lidar.kitti_eval import sim_settings_from
+    from maskworks.domains.lidar.kitti_metric import sim_settings_from
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("task: x:Y\ndata:\n  sim: {beams: hdl64e, traffic: true, kerb_walls: true}\n  sim_azimuth_step: 1.0\n")

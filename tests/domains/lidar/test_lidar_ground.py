@@ -66,7 +66,7 @@ def test_a_ground_far_from_the_box_is_not_trusted():
 
 
 def test_shipped_detector_heights_move_towards_the_labels_on_a_held_out_scene():
-    from maskworks.domains.lidar.detector import LidarDetector
+    from maskworks.domains.lidar.detection.inference import LidarDetector
     from maskworks.domains.lidar.iou import bev_iou
     from maskworks.domains.lidar.simulator import recipe_sim, simulate_scene, simulator_kwargs
 
@@ -91,15 +91,15 @@ def test_held_out_kitti_car_is_lowered_onto_its_falling_road():
     """KITTI 000002: the road falls ~0.35 m between the sensor and the labelled car (34 m out), which the
     detector, trained on flat simulated roads, does not see; settling moves the box down towards the label."""
     from maskworks.data import data_path
-    from maskworks.domains.lidar.detector import LidarDetector
-    from maskworks.domains.lidar.io import read_kitti_bin
+    from maskworks.domains.lidar.detection.inference import LidarDetector
+    from maskworks.core.io.points import read_scan
     from maskworks.domains.lidar.iou import bev_iou
-    from maskworks.domains.lidar.kitti_eval import load_ground_truth
+    from maskworks.domains.lidar.kitti_metric import load_ground_truth
 
     root = data_path("3d", "kitti", "training")
     (gt,), _ = load_ground_truth(root, ["000002"])
     label = gt.boxes[gt.classes.index("Car")]
-    pts = read_kitti_bin(root / "velodyne" / "000002.bin", drop_nan=True)
+    pts = read_scan(root / "velodyne" / "000002.bin").points
     det = LidarDetector.load()
     dz = {}
     for settle in (True, False):

@@ -10,7 +10,8 @@ import pytest
 
 from maskworks.data import data_path
 from maskworks.domains.lidar.boxes import boxes_to_corners, count_points_in_boxes, points_in_rotated_box
-from maskworks.domains.lidar.io import LidarDataError, read_kitti_bin, read_nuscenes_bin
+from maskworks.core.io.points import read_scan
+from maskworks.core.io import InputError
 from maskworks.domains.lidar.kitti import (KittiObject, boxes_camera_to_lidar, boxes_lidar_to_camera,
                                            labels_to_lidar_boxes, project_boxes_to_image, read_calib,
                                            read_label, write_calib, write_label)
@@ -23,7 +24,7 @@ REF = json.loads((KITTI / "boxes_lidar.json").read_text())
 def _frame(fr: str):  # type: ignore[no-untyped-def]
     t = KITTI / "training"
     return (read_label(t / "label_2" / f"{fr}.txt"), read_calib(t / "calib" / f"{fr}.txt"),
-            read_kitti_bin(t / "velodyne" / f"{fr}.bin"))
+            read_scan(t / "velodyne" / f"{fr}.bin").points)
 
 
 def test_read_label_values() -> None:
@@ -106,8 +107,8 @@ def test_nuscenes_box_counts() -> None:
     """nuScenes boxes use z = box centre; every key-frame count is reproduced."""
     nus = data_path("3d", "nuscenes")
     meta = json.loads((nus / "boxes_lidar.json").read_text())
-    pts = read_nuscenes_bin(next(nus.glob("*.pcd.bin")))
-    assert pts.shape == (34_688, 5)
+    pts = read_scan(next(nus.glob("*.pcd.bin"))).points
+    assert pts.shape == (34_688, 4)
     boxes = np.array([b["box_lidar"] for b in meta["boxes"]])
     counts = count_points_in_boxes(pts, boxes)
     assert counts.tolist() == [b["num_points_in_box_keyframe"] for b in meta["boxes"]]
@@ -146,15 +147,15 @@ def test_projection_behind_camera_is_nan() -> None:
 def test_bad_files_raise_with_name(tmp_path: Path) -> None:
     bad_label = tmp_path / "label.txt"
     bad_label.write_text("Car 0.00 0 1.0 1 2 3\n")
-    with pytest.raises(LidarDataError, match="label.txt: line 1 has 7 fields"):
+    with pytest.raises(InputError, match="label.txt: line 1 has 7 fields"):
         read_label(bad_label)
     bad_calib = tmp_path / "calib.txt"
     bad_calib.write_text("P2: 1 2 3\n")
-    with pytest.raises(LidarDataError, match="calib.txt: line 1 \\(P2\\) has 3 numbers"):
+    with pytest.raises(InputError, match="calib.txt: line 1 \\(P2\\) has 3 numbers"):
         read_calib(bad_calib)
     partial = tmp_path / "partial.txt"
     partial.write_text("P2: " + " ".join(["1"] * 12) + "\n")
-    with pytest.raises(LidarDataError, match=r"partial.txt: missing calibration entries \['R0_rect'"):
+    with pytest.raises(InputError, match=r"partial.txt: missing calibration entries \['R0_rect'"):
         read_calib(partial)
     with pytest.raises(ValueError, match="lift must be"):
         boxes_camera_to_lidar(np.zeros((1, 7)), _frame("000000")[1], lift="up")  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import torch
 
 from maskworks.core.masking import RadialSectorMasking
 from maskworks.data import data_path
-from maskworks.domains.lidar.io import read_kitti_bin
+from maskworks.core.io.points import read_scan
 from maskworks.domains.lidar.rmae import occupancy_loss, sector_mask_occupied, visible_grid
 from maskworks.domains.lidar.voxel import VoxelGrid
 
@@ -33,7 +33,7 @@ def test_voxel_counts_match_a_loop_reference() -> None:
 
 def test_sector_mask_of_real_kitti_scan_is_contiguous_and_at_ratio() -> None:
     grid = VoxelGrid()
-    pts = read_kitti_bin(data_path("3d", "kitti", "training", "velodyne", "000000.bin"))
+    pts = read_scan(data_path("3d", "kitti", "training", "velodyne", "000000.bin")).points
     occ = torch.from_numpy(grid.occupancy(pts))
     strategy = RadialSectorMasking(0.8, sector_deg=1.0)
     masked, idx = sector_mask_occupied(occ, grid, strategy, torch.Generator().manual_seed(0))

@@ -10,9 +10,9 @@ import torch
 
 from maskworks.core.mae import MaskedAutoencoder
 from maskworks.core.masking import RandomMasking
-from maskworks.domains.medical.anomaly import MemMCMAE, normal_split
-from maskworks.domains.medical.anomaly_eval import aupro, auroc, insert_lesions
-from maskworks.domains.medical.anomaly_scoring import (
+from maskworks.domains.medical.anomaly.memmc_mae import MemMCMAE, normal_split
+from maskworks.domains.medical.anomaly.evaluate import aupro, auroc, insert_lesions
+from maskworks.domains.medical.anomaly.scoring import (
     AnomalyScorer, Calibration, complementary_masks, gaussian_blur, ssim_map,
 )
 
@@ -171,3 +171,20 @@ def test_insert_lesions_changes_only_the_lesion_surroundings():
     assert not bool(changed[far].any())
     y2, m2 = insert_lesions(x, seed=1)
     assert torch.equal(y, y2) and torch.equal(m, m2)
+
+
+def test_memory_lives_in_the_attention_and_old_weights_load():
+    """Memory slots are a MemoryAttention (medical), not a core feature; the shipped weights, saved with the
+    slots as ``memory.{i}``, load into ``blocks.{i}.attn.memory`` unchanged."""
+    from safetensors.torch import load_file
+
+    from maskworks.core.training.task import load_trained
+    from maskworks.data import data_path
+    from maskworks.domains.medical.anomaly.memmc_mae import MemoryAttention
+
+    path = data_path("weights", "memmc-cxr.safetensors")
+    stored = load_file(str(path))
+    assert "memory.0" in stored  # written before the move
+    _, model = load_trained(path)
+    assert all(isinstance(b.attn, MemoryAttention) for b in model.blocks)
+    assert torch.equal(model.blocks[0].attn.memory.detach(), stored["memory.0"])

@@ -12,8 +12,8 @@ import torch
 from maskworks.apps.recipes import find_recipe
 from maskworks.core.training import fit, load_recipe
 from maskworks.data import data_path
-from maskworks.domains.medical.anomaly_detector import AnomalyDetector, to_unit_range
-from maskworks.domains.medical.io import load_medical_image
+from maskworks.domains.medical.anomaly.detector import AnomalyDetector, to_unit_range
+from maskworks.domains.medical.imaging.io import load_medical_image
 
 
 def _tiny_folder(root: Path, n_normal: int = 40, n_abnormal: int = 6) -> Path:
@@ -50,7 +50,10 @@ def test_tiny_recipe_trains_end_to_end_and_writes_the_record(tmp_path):
     assert len(rec["pixel_stats"]["mean"]) == 28 and len(rec["calibration"]["quantiles"]) == 201
     det = AnomalyDetector.load(tmp_path / "run" / "model.safetensors", device="cpu")
     assert det.model.memory_size == 4 and det.model.multi_level
-    res = det.analyse(torch.rand(40, 40).numpy())
+    assert rec["ood"]["fitted_on"].startswith("10 held-out normal images") and len(rec["ood"]["template"]) == 14
+    noise = torch.rand(40, 40).numpy()
+    assert not det.analyse(noise).in_distribution  # the gate written by training refuses noise
+    res = det.analyse(noise, gate=False)  # scored anyway on request
     assert res.heatmap.shape == (28, 28) and res.threshold == pytest.approx(rec["calibration"]["threshold"])
 
 
@@ -79,11 +82,14 @@ def test_predict_command_writes_heatmaps_and_skips_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\1\2\3")
     ex = data_path("examples", "anomaly", "pneumonia_val_0060.png")
-    assert main(["predict", "medical/anomaly", str(ex), str(bad), "--out", str(tmp_path / "out")]) == 0
+    # one bad input: the good one is written, the bad one named on stderr and in summary.json, exit status 2
+    assert main(["predict", "medical/anomaly", str(ex), str(bad), "--out", str(tmp_path / "out")]) == 2
     rep = json.loads((tmp_path / "out" / "pneumonia_val_0060.json").read_text())
     assert rep["anomalous"] is True and len(rep["sha256"]) == 64
     assert (tmp_path / "out" / "pneumonia_val_0060_heatmap.png").stat().st_size > 1000
-    assert "skipped: " in capsys.readouterr().out and not (tmp_path / "out" / "bad.json").exists()
+    assert "skipped " in capsys.readouterr().err and not (tmp_path / "out" / "bad.json").exists()
+    failed = json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]
+    assert [f["file"] for f in failed] == [str(bad)] and failed[0]["kind"] == "input"
 
 
 def test_eval_command_on_a_small_folder(tmp_path):
@@ -101,3 +107,25 @@ def test_eval_command_on_a_small_folder(tmp_path):
     for r in res["results"]:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["pixel_auroc"] <= 1 and 0 <= r["aupro"] <= 1
     assert (tmp_path / "res_roc.png").stat().st_size > 1000
+
+
+def test_predict_command_refuses_to_judge_a_ct_and_fails_on_nan(tmp_path, capsys):
+    """A CT gets a JSON saying why there is no verdict (no heatmap); a DICOM whose RescaleSlope is NaN is an
+    input error (exit status 2), not a score."""
+    import pydicom
+
+    from maskworks.apps.cli import main
+
+    ct = data_path("medical", "dicom", "CT_small.dcm")
+    ds = pydicom.dcmread(ct)
+    ds.RescaleSlope = "NaN"
+    ds.save_as(tmp_path / "nan_slope.dcm")
+    out = tmp_path / "out"
+    assert main(["predict", "medical/anomaly", str(ct), str(tmp_path / "nan_slope.dcm"), "--out", str(out),
+                 "--no-progress"]) == 2
+    rep = json.loads((out / "CT_small.json").read_text())
+    assert rep["in_distribution"] is False and rep["anomalous"] is None and rep["outputs"] == []
+    assert "Modality is CT" in rep["ood_message"] and not (out / "CT_small_heatmap.png").exists()
+    assert "NOT JUDGED" in capsys.readouterr().out
+    failed = json.loads((out / "summary.json").read_text())["failed"]
+    assert len(failed) == 1 and failed[0]["kind"] == "input" and "RescaleSlope" in failed[0]["error"]

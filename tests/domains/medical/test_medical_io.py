@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from maskworks.data import data_path
-from maskworks.domains.medical.io import (
-    MedicalImageError,
+from maskworks.domains.medical.imaging.io import (
+    InputError,
     load_medical_image,
     read_dicom,
     read_dicom_series,
@@ -137,7 +137,7 @@ def test_truncated_dicom_raises_naming_the_file(tmp_path, cut: float) -> None:
     data = data_path("medical", "dicom", "CT_small.dcm").read_bytes()
     bad = tmp_path / "cut_ct.dcm"
     bad.write_bytes(data[: int(len(data) * cut)])
-    with pytest.raises(MedicalImageError, match="cut_ct.dcm") as info:
+    with pytest.raises(InputError, match="cut_ct.dcm") as info:
         load_medical_image(bad)
     assert "truncated" in str(info.value) and "re-" in str(info.value).lower()
 
@@ -145,11 +145,11 @@ def test_truncated_dicom_raises_naming_the_file(tmp_path, cut: float) -> None:
 def test_truncated_jpeg2000_and_nifti_raise(tmp_path) -> None:
     j2k = data_path("medical", "dicom", "explicit_VR-UN.dcm").read_bytes()
     (tmp_path / "j2k_cut.dcm").write_bytes(j2k[: len(j2k) // 2])
-    with pytest.raises(MedicalImageError, match="j2k_cut.dcm"):
+    with pytest.raises(InputError, match="j2k_cut.dcm"):
         load_medical_image(tmp_path / "j2k_cut.dcm")
     nii = NIFTI.read_bytes()
     (tmp_path / "half.nii.gz").write_bytes(nii[: len(nii) // 2])
-    with pytest.raises(MedicalImageError, match=r"half\.nii\.gz.*truncated or corrupt NIfTI"):
+    with pytest.raises(InputError, match=r"half\.nii\.gz.*truncated or corrupt NIfTI"):
         load_medical_image(tmp_path / "half.nii.gz")
 
 
@@ -158,9 +158,9 @@ def test_random_bytes_raise_clear_errors(tmp_path) -> None:
     for name, pattern in [("noise.dcm", "not a DICOM"), ("noise.png", "corrupt image"),
                           ("noise.nii.gz", "corrupt NIfTI"), ("noise.bin", "unknown format")]:
         (tmp_path / name).write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
-        with pytest.raises(MedicalImageError, match=pattern) as info:
+        with pytest.raises(InputError, match=pattern) as info:
             load_medical_image(tmp_path / name)
         assert name in str(info.value)
         assert isinstance(info.value, ValueError)
-    with pytest.raises(MedicalImageError, match="file not found"):
+    with pytest.raises(InputError, match="file not found"):
         load_medical_image(tmp_path / "missing.dcm")

@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from maskworks.core.training import apply_overrides, fit, load_recipe
-from maskworks.domains.medical.cxr_data import UnlabelledImages, split_rows, standardize, stratified_subset
-from maskworks.domains.medical.pretrain import MoCo, dense_backbone_for
-from maskworks.domains.medical.spark import load_backbone
+from maskworks.domains.medical.imaging.datasets import UnlabelledImages, split_rows, standardize, stratified_subset
+from maskworks.domains.medical.spark.pretrain import MoCo, dense_backbone_for
+from maskworks.domains.medical.spark.spark import load_backbone
 
 torch.set_num_threads(1)
 RECIPES = Path(__file__).resolve().parents[3] / "domains" / "medical" / "recipes"
@@ -136,11 +136,11 @@ def test_spark_ct_recipe_fits_on_shipped_volume_and_exports(tmp_path: Path) -> N
 
 
 def test_spark_ct_rejects_thin_volume(tmp_path: Path) -> None:
-    from maskworks.domains.medical.io import MedicalImageError
-    from maskworks.domains.medical.pretrain import VolumePatches
+    from maskworks.core.io import InputError
+    from maskworks.domains.medical.spark.pretrain import VolumePatches
     from maskworks.data import data_path
 
-    with pytest.raises(MedicalImageError, match="2-D image"):
+    with pytest.raises(InputError, match="2-D image"):
         VolumePatches([str(data_path("medical", "dicom", "CT_small.dcm"))], 32, window="lung")
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from maskworks.domains.medical.resnet3d import ResNet3d
-from maskworks.domains.medical.sparse import (
+from maskworks.domains.medical.spark.resnet3d import ResNet3d
+from maskworks.domains.medical.spark.sparse import (
     SparseBatchNorm2d,
     SparseEncoder,
     SparseInstanceNorm3d,
@@ -17,7 +17,7 @@ from maskworks.domains.medical.sparse import (
     feature_extractor,
     sparsify,
 )
-from maskworks.domains.medical.spark import SparK2d, SparK3d, load_backbone, timm_backbone
+from maskworks.domains.medical.spark.spark import SparK2d, SparK3d, load_backbone, timm_backbone
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskworks.domains.medical.study import main
+from maskworks.apps.commands.medical import eval_label_fractions as main
 
 from test_medical_pretrain import write_folder  # noqa: E402  (tests/domains/medical on sys.path)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from maskworks.data import data_path
-from maskworks.domains.medical.windows import (
+from maskworks.domains.medical.imaging.windows import (
     HU_WINDOWS,
     apply_window,
     per_slice_minmax,
@@ -62,7 +62,7 @@ def test_monai_compose_pipeline_on_real_ct() -> None:
     from monai.data import MetaTensor
     from monai.transforms import Compose
 
-    from maskworks.domains.medical.transforms import (
+    from maskworks.domains.medical.imaging.transforms import (
         HUWindow,
         HUWindowd,
         LoadMedicalImage,

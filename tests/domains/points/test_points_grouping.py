@@ -8,7 +8,7 @@ import torch
 from maskworks.data import data_path
 from maskworks.domains.points.grouping import (coverage_radius, farthest_point_sample, gather_points,
                                                group_points, knn)
-from maskworks.domains.points.io import read_points
+from maskworks.core.io.points import read_points
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -28,23 +28,29 @@ def _fps_reference(xyz: np.ndarray, s: int, start: int) -> list[int]:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_fps_equals_bruteforce_batched(device: str) -> None:
+@pytest.mark.parametrize("backend,ordered", [("torch", False), ("auto", True), ("auto", False)])
+def test_fps_equals_bruteforce_batched(device: str, backend: str, ordered: bool) -> None:
+    """Both backends pick the textbook set; torch (and open3d with ``ordered``) in pick order, open3d
+    otherwise in the cloud's order."""
     clouds = torch.stack([_shape("pyvista_airplane"), _shape("assimp_spider"), _shape("pyvista_ant")]).double()
     starts = torch.tensor([0, 17, 1023])
-    idx = farthest_point_sample(clouds.to(device), 64, start_idx=starts.to(device)).cpu()
+    idx = farthest_point_sample(clouds.to(device), 64, start_idx=starts.to(device), backend=backend, ordered=ordered).cpu()
     assert idx.shape == (3, 64) and idx.dtype == torch.long
     for b in range(3):
-        assert idx[b].tolist() == _fps_reference(clouds[b].numpy(), 64, int(starts[b]))
+        ref = _fps_reference(clouds[b].numpy(), 64, int(starts[b]))
+        picked_in_order = backend == "torch" or ordered or device != "cpu"
+        assert idx[b].tolist() == (ref if picked_in_order else sorted(ref))
         assert len(set(idx[b].tolist())) == 64
 
 
 def test_fps_float32_real_scan_and_defaults() -> None:
     milk = torch.from_numpy(read_points(data_path("3d", "pcl_scans", "milk.pcd")).xyz)
     sub = milk[::7]  # 1,958 real points
-    assert farthest_point_sample(sub, 100).tolist() == _fps_reference(sub.double().numpy(), 100, 0)
+    assert farthest_point_sample(sub, 100, backend="torch").tolist() == _fps_reference(sub.double().numpy(), 100, 0)
+    assert farthest_point_sample(sub, 100).tolist() == sorted(_fps_reference(sub.double().numpy(), 100, 0))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    a = farthest_point_sample(sub, 10, generator=g1)
-    assert torch.equal(a, farthest_point_sample(sub, 10, generator=g2))
+    a = farthest_point_sample(sub, 10, generator=g1, backend="torch")
+    assert torch.equal(a, farthest_point_sample(sub, 10, generator=g2, backend="torch"))
     assert a.tolist() == _fps_reference(sub.double().numpy(), 10, int(a[0]))
     with pytest.raises(ValueError, match="num_samples must be in"):
         farthest_point_sample(sub, len(sub) + 1)
@@ -80,7 +86,7 @@ def test_knn_equals_cdist_sort(device: str) -> None:
 
 def test_knn_far_from_origin_lidar_coordinates() -> None:
     """KITTI points 30-70 m away: exact differences keep neighbour order right."""
-    from maskworks.domains.points.io import read_kitti_bin
+    from maskworks.core.io.points import read_kitti_bin
     scan = torch.from_numpy(read_kitti_bin(data_path("3d", "kitti", "training", "velodyne", "000001.bin")).xyz)
     far = scan[(scan[:, 0] > 30) & (scan[:, 0] < 70)][:3000].double()
     d, i = knn(far[:300], far, 8)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from maskworks.data import data_path
-from maskworks.domains.points.io import (PointCloud, PointCloudError, read_npy, read_pcd, read_points,
-                                         write_npy, write_npz, write_pcd, write_ply)
-from maskworks.domains.points.lzf import LZFError, lzf_compress, lzf_decompress
+from maskworks.core.io import InputError
+from maskworks.core.io.points import (PointCloud, read_npy, read_pcd, read_points, write_npy, write_npz, write_pcd,
+                                      write_ply)
+from maskworks.core.io.points.lzf import LZFError, lzf_compress, lzf_decompress
 
 ROOT = data_path("3d")
 NUSC = "n015-2018-07-24-11-22-45+0800__LIDAR_TOP__1532402927647951.pcd.bin"
@@ -68,7 +69,7 @@ def test_organised_kinect_frames(name: str, n_nan: int) -> None:
     assert dropped.num_nan_dropped == n_nan and len(dropped) == 307_200 - n_nan
     assert np.isfinite(dropped.xyz).all()
     assert np.array_equal(dropped.xyz, kept.xyz[np.isfinite(kept.xyz).all(1)])
-    with pytest.raises(PointCloudError, match=f"{name}.*{n_nan:,} of 307,200 points have NaN"):
+    with pytest.raises(InputError, match=f"{name}.*{n_nan:,} of 307,200 points have NaN"):
         read_points(ROOT / "pcl_scans" / name, nan_policy="raise")
 
 
@@ -196,7 +197,7 @@ def _pcd_bytes(path: Path) -> bytes:
 def test_truncated_pcd_raises(tmp_path: Path, src: str, cut: int, problem: str) -> None:
     bad = tmp_path / f"cut_{src}"
     bad.write_bytes(_pcd_bytes(src)[:-cut] if cut > 100 else _pcd_bytes(src)[:cut])
-    with pytest.raises(PointCloudError, match=problem) as e:
+    with pytest.raises(InputError, match=problem) as e:
         read_points(bad)
     assert str(bad) in str(e.value) and "Fix:" in str(e.value)
 
@@ -207,7 +208,7 @@ def test_corrupt_compressed_raises(tmp_path: Path) -> None:
     raw[start:start + 64] = bytes([0xFF]) * 64  # back references far before the output start
     bad = tmp_path / "corrupt.pcd"
     bad.write_bytes(bytes(raw))
-    with pytest.raises(PointCloudError, match="corrupt.pcd: LZF decompression failed"):
+    with pytest.raises(InputError, match="corrupt.pcd: LZF decompression failed"):
         read_points(bad)
 
 
@@ -216,22 +217,22 @@ def test_nan_empty_and_cap_errors(tmp_path: Path) -> None:
     p = tmp_path / "nan.npy"
     np.save(p, xyz)
     assert read_points(p).num_nan_dropped == 1
-    with pytest.raises(PointCloudError, match=r"nan.npy: 1 of 3 points have NaN.*nan_policy='drop'"):
+    with pytest.raises(InputError, match=r"nan.npy: 1 of 3 points have NaN.*nan_policy='drop'"):
         read_points(p, nan_policy="raise")
     allnan = tmp_path / "allnan.npy"
     np.save(allnan, np.full((4, 3), np.nan, np.float32))
-    with pytest.raises(PointCloudError, match="allnan.npy: the cloud is empty after dropping 4"):
+    with pytest.raises(InputError, match="allnan.npy: the cloud is empty after dropping 4"):
         read_points(allnan)
     empty = tmp_path / "empty.pcd"
     empty.write_bytes(b"")
-    with pytest.raises(PointCloudError, match="empty.pcd: the file is empty"):
+    with pytest.raises(InputError, match="empty.pcd: the file is empty"):
         read_points(empty)
     zero = tmp_path / "zero.pcd"
     write_pcd(zero, PointCloud(np.zeros((1, 3), np.float32)))
     zero.write_bytes(zero.read_bytes().replace(b"WIDTH 1", b"WIDTH 0").replace(b"POINTS 1", b"POINTS 0")[:-12])
-    with pytest.raises(PointCloudError, match="zero.pcd: the cloud is empty"):
+    with pytest.raises(InputError, match="zero.pcd: the cloud is empty"):
         read_points(zero)
-    with pytest.raises(PointCloudError, match=r"cturtle.pcd: 167,198 points exceed the cap of 100,000.*max_points"):
+    with pytest.raises(InputError, match=r"cturtle.pcd: 167,198 points exceed the cap of 100,000.*max_points"):
         read_points(ROOT / "pcl_scans" / "cturtle.pcd", max_points=100_000)
     assert len(read_points(ROOT / "pcl_scans" / "cturtle.pcd", max_points=None)) == 167_198
 
@@ -239,27 +240,27 @@ def test_nan_empty_and_cap_errors(tmp_path: Path) -> None:
 def test_wrong_shapes_and_formats(tmp_path: Path) -> None:
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros((10, 2), np.float32))
-    with pytest.raises(PointCloudError, match=r"flat.npy: expected an \[N, >=3\] array"):
+    with pytest.raises(InputError, match=r"flat.npy: expected an \[N, >=3\] array"):
         read_points(flat)
     odd = tmp_path / "odd.bin"
     odd.write_bytes(np.zeros(10, np.float32).tobytes())  # 40 bytes: neither KITTI nor a clean 4-float scan
-    with pytest.raises(PointCloudError, match="odd.bin: 40 bytes is not a multiple of 16.*nuscenes"):
+    with pytest.raises(InputError, match="odd.bin: 40 bytes is not a multiple of 16.*nuscenes"):
         read_points(odd)
     nus_as_kitti = tmp_path / "scan.bin"
     nus_as_kitti.write_bytes((ROOT / "nuscenes" / NUSC).read_bytes()[:20 * 1001])
-    with pytest.raises(PointCloudError, match="multiple of 16"):
+    with pytest.raises(InputError, match="multiple of 16"):
         read_points(nus_as_kitti)
     assert len(read_points(nus_as_kitti, fmt="nuscenes")) == 1001
     (tmp_path / "x.obj").write_text("v 0 0 0\n")
-    with pytest.raises(PointCloudError, match="x.obj: unknown point-cloud extension '.obj'"):
+    with pytest.raises(InputError, match="x.obj: unknown point-cloud extension '.obj'"):
         read_points(tmp_path / "x.obj")
     garbage = tmp_path / "garbage.txt"
     garbage.write_text("1 2 3\n4 five 6\n")
-    with pytest.raises(PointCloudError, match="garbage.txt: not a table of numbers"):
+    with pytest.raises(InputError, match="garbage.txt: not a table of numbers"):
         read_points(garbage)
-    with pytest.raises(PointCloudError, match="missing.pcd: no such file"):
+    with pytest.raises(InputError, match="missing.pcd: no such file"):
         read_points(tmp_path / "missing.pcd")
-    with pytest.raises(PointCloudError, match=r"xyz must have shape \[N, 3\]"):
+    with pytest.raises(InputError, match=r"xyz must have shape \[N, 3\]"):
         PointCloud(np.zeros((5, 4), np.float32))
 
 
@@ -283,5 +284,5 @@ def test_pcd_header_size_mismatch(tmp_path: Path) -> None:
     csize, usize = struct.unpack("<II", raw[i:i + 8])
     bad = tmp_path / "sizes.pcd"
     bad.write_bytes(raw[:i] + struct.pack("<II", csize, usize - 12) + raw[i + 8:])
-    with pytest.raises(PointCloudError, match="sizes.pcd: uncompressed size"):
+    with pytest.raises(InputError, match="sizes.pcd: uncompressed size"):
         read_points(bad)

@@ -1,0 +1,215 @@
+"""``maskworks predict lidar/detection``, ``maskworks eval lidar/detection`` and ``maskworks eval lidar/rmae``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from maskworks.apps.commands.common import add_batch_options, run_predict
+from maskworks.core.io import InputError
+
+
+# ----------------------------------------------------------------------------- options shared by predict and eval
+def add_weights_options(p: argparse.ArgumentParser) -> None:
+    """``--weights`` / ``--far-weights`` for :func:`~maskworks.domains.lidar.detection.inference.load_detector`."""
+    from maskworks.domains.lidar.detection.inference import (
+        SPLIT_MARGIN_M,
+        shipped_split_x,
+    )
+
+    try:
+        hand_over = f"{shipped_split_x():g} m ahead"
+    except (OSError, ValueError):  # no shipped model: --weights still works
+        hand_over = "the near grid"
+    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, data/weights/"
+                   f"lidar-detector.safetensors near and lidar-detector-far.safetensors beyond {hand_over})")
+    p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
+                   f"centred beyond the first's grid ({SPLIT_MARGIN_M:g} m inside its forward edge); default: the shipped far model "
+                   "when --weights is not given")
+
+
+INFERENCE_OPTIONS = ("tta", "settle", "fit")
+
+
+def inference_options(args: argparse.Namespace) -> dict[str, bool]:
+    """The detector's inference keywords from arguments parsed with :func:`add_inference_options`."""
+    return {k: bool(getattr(args, k)) for k in INFERENCE_OPTIONS}
+
+
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    """``--tta/--no-tta``, ``--no-settle``, ``--no-fit`` (all on by default)."""
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
+    p.add_argument("--no-settle", dest="settle", action="store_false",
+                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
+    p.add_argument("--no-fit", dest="fit", action="store_false",
+                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
+
+
+# ----------------------------------------------------------------------------- predict
+def predict_detection(argv: list[str] | None = None) -> int:
+    """``maskworks predict lidar/detection FILES_OR_FOLDERS --out DIR``: KITTI label txt + JSON per scan."""
+    from maskworks.domains.lidar.detection.inference import DEFAULT_SCORE_THRESHOLD
+    from maskworks.domains.lidar.detection.predict import (
+        MAX_POINTS,
+        SCAN_SUFFIXES,
+        ScanDetector,
+    )
+
+    p = argparse.ArgumentParser(prog="maskworks predict lidar/detection", description=
+                                "Detect cars, pedestrians and cyclists in LiDAR scans: KITTI .bin, nuScenes .pcd.bin, .pcd, "
+                                ".ply, .npy/.npz or .xyz/.txt, in metres with x forward, y left, z up. Writes <name>.txt "
+                                "(KITTI label_2 layout, 16th column = score) and <name>.json (boxes in the LiDAR frame, "
+                                f"notes) per scan. Scans over {MAX_POINTS:,} points are subsampled, returns within 2 m of the "
+                                "sensor are ignored, and the notes say when a scan does not look like metres with z up.")
+    add_batch_options(p, "scans (.bin, .pcd.bin, .pcd, .ply, .npy, .npz, .xyz, .txt) or folders of them")
+    add_weights_options(p)
+    p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                   help="report detections scoring at least this (default %(default)s; lower finds more, with more false alarms)")
+    add_inference_options(p)
+    p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes, for every scan (default: "
+                   "calib/<frame>.txt beside each scan's velodyne/ folder when there is one; else an axis swap and no 2-D box)")
+    a = p.parse_args(argv)
+    det = ScanDetector.load(a.weights, a.far_weights, a.device)
+    opts = inference_options(a)
+    return run_predict(a, SCAN_SUFFIXES, lambda f: det.predict_file(f, a.threshold, a.calib, **opts), "lidar/detection",
+                       describe=lambda it, r: f"{it.path}: {len(r.detections)} detections")
+
+
+# ----------------------------------------------------------------------------- eval
+def eval_detection(argv: list[str] | None = None) -> int:
+    """``maskworks eval lidar/detection``: run the detector (or read ``--pred`` label files) and report AP_R40."""
+    from maskworks.core.io.points import read_scan
+    from maskworks.domains.lidar.kitti import read_label
+    from maskworks.domains.lidar.kitti_metric import (
+        IOU_THRESHOLDS,
+        FrameBoxes,
+        evaluate,
+        format_matches,
+        format_table,
+        json_safe,
+        kitti_dirs,
+        label_matches,
+        load_ground_truth,
+        objects_to_frame,
+        restrict_to_fov,
+        sim_settings_from,
+    )
+
+    p = argparse.ArgumentParser(prog="maskworks eval lidar/detection",
+                                description="KITTI-style BEV/3-D AP_R40 (Car 0.7 / Ped 0.5 / Cyc 0.5 and the loose "
+                                            "0.5 / 0.25 / 0.25) on a KITTI object folder (velodyne/, label_2/, calib/). "
+                                            "Runs the shipped detector pair unless --pred gives KITTI label txt predictions.")
+    p.add_argument("--data", required=True, help="KITTI folder (or its parent holding training/)")
+    p.add_argument("--pred", help="folder of KITTI label_2-format predictions (16th column = score); skips the detector")
+    add_weights_options(p)
+    p.add_argument("--frames", nargs="*", help="frame ids (default: every label file)")
+    p.add_argument("--threshold", type=float, default=0.05, help="detector score threshold (default 0.05)")
+    p.add_argument("--simulated", type=int, default=0, metavar="N",
+                   help="also report AP on N held-out simulated scenes (seeds 9000...), simulated with the settings "
+                        "the detector was trained with (a sanity check of the model, not a KITTI number)")
+    p.add_argument("--sim-from", metavar="FILE",
+                   help="with --simulated: simulate the scenes with the data.sim settings of this recipe / run config "
+                        "(.yaml) or detector (.safetensors) instead of the evaluated detector's own, so that detectors "
+                        "trained on different simulator settings are compared on the same scenes")
+    p.add_argument("--region", nargs=4, type=float, metavar=("X0", "X1", "Y0", "Y1"),
+                   help="with --simulated: count objects and detections whose centre lies in x in [X0, X1), y in [Y0, Y1) "
+                        "metres (default -40 40 -40 40: the region every shipped grid has seen, so grids compare)")
+    p.add_argument("--band", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="with --simulated: count only objects and detections at a range in [LO, HI) metres from the sensor")
+    add_inference_options(p)
+    p.add_argument("--json", help="write the result here")
+    a = p.parse_args(argv)
+    inference = inference_options(a)
+    if a.simulated and a.pred:
+        p.error("--simulated runs the detector; it cannot be combined with --pred")
+    if (a.sim_from or a.band or a.region) and not a.simulated:
+        p.error("--sim-from, --region and --band apply to --simulated N scenes; give --simulated too")
+    try:
+        sim_settings = sim_settings_from(a.sim_from) if a.sim_from else None
+        root = kitti_dirs(a.data)
+        frames = a.frames or sorted(q.stem for q in (root / "label_2").glob("*.txt"))
+        if not frames:
+            raise InputError(root / "label_2", "no label files", "add KITTI label_2/*.txt files")
+        gts, calibs = load_ground_truth(root, frames)
+        dets = []
+        if a.pred:
+            for f, calib in zip(frames, calibs):
+                path = Path(a.pred) / f"{f}.txt"
+                objs = read_label(path) if path.is_file() else []
+                dets.append(restrict_to_fov(objects_to_frame(objs, calib, f), calib))
+        else:
+            from maskworks.domains.lidar.detection.inference import load_detector
+
+            det = load_detector(a.weights, a.far_weights)
+            for f, calib in zip(frames, calibs):
+                r = det.predict(read_scan(root / "velodyne" / f"{f}.bin").points, score_threshold=a.threshold, **inference)
+                dets.append(restrict_to_fov(FrameBoxes(r.boxes, r.classes, r.scores, name=f), calib))
+    except (InputError, ValueError, OSError) as e:
+        print(f"maskworks eval lidar/detection: {e}", file=sys.stderr)
+        return 2
+    res = evaluate(gts, dets)
+    rows = label_matches(gts, dets)
+    print(f"frames: {', '.join(frames)}  ({'predictions from ' + a.pred if a.pred else 'detector'})")
+    print(format_table(res))
+    print("\nper label (in camera view, after the score threshold):")
+    print(format_matches(rows))
+    out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "far_weights": None if a.pred else a.far_weights,
+           "tta": bool(a.tta), **{k: (None if a.pred else v) for k, v in inference.items() if k != "tta"},
+           "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
+    if a.simulated:
+        from maskworks.domains.lidar.detection.evaluate import (
+            SIM_EVAL_REGION,
+            evaluate_on_simulated,
+        )
+        from maskworks.domains.lidar.simulator import recipe_sim
+
+        settings = sim_settings if sim_settings is not None else recipe_sim(det.cfg.get("data"))
+        region = list(a.region or SIM_EVAL_REGION)
+        sim = evaluate_on_simulated(det, a.simulated, score_threshold=a.threshold, sim=settings,
+                                    region=tuple(region), band=tuple(a.band) if a.band else None, **inference)
+        whose = f"the settings of {a.sim_from}" if a.sim_from else "the detector's training settings"
+        where = f"x {region[0]:g}..{region[1]:g} m, y {region[2]:g}..{region[3]:g} m" + (
+            f", range {a.band[0]:g}..{a.band[1]:g} m" if a.band else "")
+        print(f"\nheld-out simulated scenes ({a.simulated}, {whose}; {where}; all difficulty levels alike):")
+        print(format_table({k: v for k, v in sim.items() if k in IOU_THRESHOLDS}))
+        out["simulated"] = {"settings": settings, "settings_from": a.sim_from or "the detector", "region": region,
+                            "band": a.band, **sim}
+    if a.json:
+        Path(a.json).write_text(json.dumps(json_safe(out), indent=2))
+    return 0
+
+
+def eval_rmae(argv: list[str] | None = None) -> int:
+    """``maskworks eval lidar/rmae``: occupancy reconstruction of the masked sectors of a real scan."""
+    from maskworks.core.io.points import read_scan
+    from maskworks.core.training.task import load_trained
+    from maskworks.domains.lidar.kitti_metric import kitti_dirs
+    from maskworks.domains.lidar.rmae_eval import evaluate_frames
+
+    p = argparse.ArgumentParser(prog="maskworks eval lidar/rmae", description=
+                                "Occupancy reconstruction of a trained R-MAE on the masked sectors of a real KITTI "
+                                "scan (precision / recall / IoU), next to 'all occupied' and 'copy nearest kept "
+                                "sector' baselines on the same masks; optionally writes the BEV picture.")
+    p.add_argument("--weights", default="runs/lidar-rmae/model.safetensors", help="model.safetensors or run folder")
+    p.add_argument("--data", default="shipped:3d/kitti/training",
+                   help="KITTI folder with velodyne/ (default: the shipped frames)")
+    p.add_argument("--frame", default="000002", help="frame to evaluate (default 000002, held out from training)")
+    p.add_argument("--calib-frame", default="000001", help="frame used to pick the probability threshold")
+    p.add_argument("--repeats", type=int, default=3, help="seeded masks to average over")
+    p.add_argument("--picture", help="write the BEV reconstruction picture here (.png)")
+    p.add_argument("--json", metavar="FILE", help="also write the results here")
+    a = p.parse_args(argv)
+    from maskworks.core.io import resolve_shipped
+
+    root = resolve_shipped(a.data)
+    root = root if (root / "velodyne").is_dir() else kitti_dirs(root)
+    _, model = load_trained(a.weights)
+    scan = lambda f: read_scan(root / "velodyne" / f"{f}.bin").points  # noqa: E731
+    pts, calib = scan(a.frame), scan(a.calib_frame) if a.calib_frame else None
+    res = evaluate_frames(model, pts, calib, a.repeats, Path(a.picture) if a.picture else None)
+    print(json.dumps(res, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    return 0

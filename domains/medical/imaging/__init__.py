@@ -1,0 +1,1 @@
+"""Medical image reading: DICOM/NIfTI/PNG in physical units (HU), CT windows, MONAI transforms, image folders."""

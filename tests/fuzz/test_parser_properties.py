@@ -1,0 +1,86 @@
+"""Property-based tests of the parsers (hypothesis): any bytes behind a plausible header give the project's
+InputError naming the file, or a result, never another exception."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from maskworks.core.io import InputError
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # hangs: the corpus test
+
+PCD_HEAD = st.sampled_from([
+    b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\nPOINTS 10\nDATA binary\n",
+    b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\nPOINTS 10\nDATA ascii\n",
+    b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\nPOINTS 10\nDATA binary_compressed\n",
+    b"VERSION .7\nFIELDS x y z rgb\nSIZE 4 4 4 4\nTYPE F F F U\nCOUNT 1 1 1 1\nWIDTH 3\nHEIGHT 2\nPOINTS 6\nDATA binary\n",
+])
+PLY_HEAD = st.sampled_from([
+    b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\nproperty float y\nproperty float z\nend_header\n",
+    b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n",
+    b"ply\nformat binary_big_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\nproperty double z\n"
+    b"element face 1\nproperty list uchar int vertex_indices\nend_header\n",
+])
+
+
+def _read(suffix: str, data: bytes, reader) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"fuzz{suffix}"
+        path.write_bytes(data)
+        try:
+            reader(path)
+        except InputError as e:
+            assert path.name in str(e), str(e)
+
+
+@SETTINGS
+@given(PCD_HEAD, st.binary(max_size=400))
+def test_pcd_parser(head, body):
+    from maskworks.core.io.points import read_points
+
+    _read(".pcd", head + body, read_points)
+
+
+@SETTINGS
+@given(PLY_HEAD, st.binary(max_size=400))
+def test_ply_parser(head, body):
+    from maskworks.core.io.points import read_points
+
+    _read(".ply", head + body, read_points)
+
+
+@SETTINGS
+@given(st.binary(max_size=600), st.sampled_from([".npy", ".npz", ".bin", ".pcd.bin", ".xyz"]))
+def test_raw_point_files(data, suffix):
+    from maskworks.core.io.points import read_scan
+
+    _read(suffix, (b"\x93NUMPY\x01\x00" if suffix == ".npy" else b"") + data, read_scan)
+
+
+@SETTINGS
+@given(st.binary(max_size=800))
+def test_dicom_behind_its_prefix(data):
+    from maskworks.domains.medical.imaging.io import load_medical_image
+
+    _read(".dcm", b"\0" * 128 + b"DICM" + data, load_medical_image)
+
+
+@SETTINGS
+@given(st.binary(max_size=800))
+def test_png_behind_its_signature(data):
+    from maskworks.core.datasets import load_image
+
+    _read(".png", b"\x89PNG\r\n\x1a\n" + data, load_image)
+
+
+@SETTINGS
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=0, max_size=64))
+def test_kitti_bin_of_any_floats(values):
+    from maskworks.core.io.points import read_scan
+
+    arr = np.asarray(values, dtype="<f4")
+    _read(".bin", arr[: len(arr) // 4 * 4].tobytes() + (b"\1" if len(values) % 5 == 1 else b""), read_scan)
