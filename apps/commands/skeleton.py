@@ -80,6 +80,7 @@ def eval_reconstruction(argv: list[str]) -> int:
     import numpy as np
     import torch
 
+    from maskworks.core.device import default_device
     from maskworks.core.io import resolve_shipped
     from maskworks.core.training.task import load_trained
     from maskworks.domains.skeleton.actions import MAE_WEIGHTS
@@ -98,7 +99,7 @@ def eval_reconstruction(argv: list[str]) -> int:
     p.add_argument("--sequences", nargs="*", help="only these sequences (names as in labels.csv, e.g. seq/06_09.npy)")
     p.add_argument("--out", help="write the figures as JSON to this file")
     a = p.parse_args(argv)
-    _, mae = load_trained(resolve_shipped(a.weights), "cuda" if torch.cuda.is_available() else "cpu")
+    _, mae = load_trained(resolve_shipped(a.weights), default_device())
     coll = read_collection(a.data)
     rows, total, n = [], {}, 0
     for s in coll.samples:

@@ -196,6 +196,18 @@ def build_tab() -> None:
     seed.submit(run, [path, seed], outputs)
 
 
+def api(path: str, options: dict | None = None) -> dict:
+    """``/predict_skeleton_actions``: ``{"seed": int, "index": int, "max_frames": int}`` -> the action report
+    (the JSON of ``maskworks predict skeleton/actions``), with the model the tab has loaded."""
+    from maskworks.apps.api import _opts
+    from maskworks.domains.skeleton.actions import VIDEO_SUFFIXES
+
+    o = _opts(options, {"seed": int, "index": int, "max_frames": int})
+    video = Path(path).suffix.lower() in VIDEO_SUFFIXES
+    extra = {"max_frames": o.get("max_frames", VIDEO_MAX_FRAMES)} if video else {}
+    return recognizer().predict_file(path, seed=o.get("seed", 0), index=o.get("index", 0), **extra).to_json()
+
+
 def launch(host: str = "127.0.0.1", port: int = 7863, block: bool = True):
     """This tab on its own (binds 127.0.0.1, caps uploads at 25 MB, one model call at a time)."""
     from maskworks.apps.demo import launch_tab

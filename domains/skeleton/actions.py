@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskworks.core.device import default_device
 from maskworks.core.io import InputError, resolve_shipped
 
 from .data import FPS, Prepared, features_to_joints, prepare, window
@@ -83,7 +84,7 @@ class ActionResult:
             "probabilities": {n: round(p, 4) for n, p in self.ranked()},
             "windows": [{"start_frame": s, "label": self.label_names[int(p.argmax())], "confidence": round(float(p.max()), 4)}
                         for s, p in zip(self.window_starts, self.window_probs)],
-            "input": self.input_info,
+            "sequence": self.input_info,  # not "input": the batch driver records the input path there
             "reconstruction": self.reconstruction.to_json() if self.reconstruction else None,
             "notes": self.notes,
             "model": self.model_info,
@@ -123,7 +124,7 @@ class ActionRecognizer:
         from maskworks.core.training.checkpoint import weights_metadata
         from maskworks.core.training.task import load_trained
 
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = default_device(device)
         path = resolve_shipped(weights or WEIGHTS)
         if path.is_dir():
             path = path / "model.safetensors"

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from maskworks.core.device import default_device
 from maskworks.core.io import InputError
 
 from .data import Collection, WindowDataset, read_collection
@@ -130,7 +131,7 @@ def _fit_recipe(recipe: str, root: str, names: list[str], run: Path, steps: int,
             "trainer.max_steps": steps, "trainer.batch_size": cfg.batch_size,
             "trainer.warmup_steps": max(1, steps // 10), "trainer.log_every": max(1, min(50, steps)),
             "trainer.ckpt_every": steps, "trainer.keep_checkpoints": 1,
-            "trainer.accelerator": cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"), **extra}
+            "trainer.accelerator": default_device(cfg.device).type, **extra}
     fit(apply_overrides(load_recipe(RECIPES / f"{recipe}.yaml"), over), run, progress=False)
     return weights
 

@@ -1,4 +1,5 @@
 """The skeleton tab in a real browser: a held-out CMU sequence -> action, 3-D animation; a bad upload -> message."""
+import json
 import numpy as np
 import pytest
 
@@ -36,3 +37,21 @@ def test_skeleton_tab_recognises_an_example_and_explains_a_bad_upload(page, tmp_
     screenshot(page, "demo_skeleton_bad_upload")
     page.locator("#skeleton-example-go").click()  # still serving
     info.get_by_text(fname).wait_for()
+
+
+def test_skeleton_api_endpoint_answers_like_the_cli(demo_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from maskworks.apps.cli import main
+    from maskworks.data import data_path
+
+    path = data_path("skeleton", "cmu", "seq", "07_12.npy")
+    client = Client(demo_url, verbose=False)
+    assert "/predict_skeleton_actions" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    api = client.predict(handle_file(str(path)), {}, api_name="/predict_skeleton_actions")
+    assert main(["predict", "skeleton/actions", str(path), "--out", str(tmp_path), "--no-progress"]) == 0
+    cli = json.loads((tmp_path / "07_12.json").read_text())
+    assert {k: v for k, v in cli.items() if k not in ("input", "outputs")} == api
+    bad = tmp_path / "twenty.npy"
+    np.save(bad, np.zeros((40, 20, 3), np.float32))
+    assert client.predict(handle_file(str(bad)), {}, api_name="/predict_skeleton_actions")["error"].startswith("twenty.npy:")

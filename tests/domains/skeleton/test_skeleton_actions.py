@@ -26,7 +26,7 @@ def test_held_out_sequences_and_the_written_files(rec, tmp_path):
     res = rec.predict_file(data_path("skeleton", "cmu", "seq", "07_12.npy"))
     assert res.label == "walk" and res.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
     j = json.loads(json.dumps(res.to_json()))
-    assert j["input"]["frames"] == 66 and j["input"]["windows"] == len(j["windows"])
+    assert j["sequence"]["frames"] == 66 and j["sequence"]["windows"] == len(j["windows"])
     r = j["reconstruction"]
     assert len(r["masked_parts"]) == 2 and r["error_cm"] > 0 and r["mean_pose_baseline_cm"] > 0
     files = res.write(tmp_path / "walk")
