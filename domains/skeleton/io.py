@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,17 +255,26 @@ def read_npz(path: str | Path) -> Skeleton:
             raise InputError(path, f"no joints array among {sorted(names) or 'no arrays'}",
                              f"store the joints under one of: {', '.join(NPZ_KEYS)}")
 
+        def raw_bytes(k: str) -> bytes:
+            try:
+                with zf.open(names[k]) as raw:
+                    return raw.read()
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+                raise InputError(path, f"member {k} is damaged ({type(e).__name__}: {e})", "re-export the file") from None
+
         def member(k: str, scores: bool = False) -> np.ndarray:
-            with zf.open(names[k]) as raw:
-                return _load_checked(io.BytesIO(raw.read()), f"{path} [{k}]", scores)
+            return _load_checked(io.BytesIO(raw_bytes(k)), f"{path} [{k}]", scores)
 
         joints = member(key)
         scores = member("keypoint_score", scores=True) if "keypoint_score" in names else None
         fps = None
         if "fps" in names:
-            with zf.open(names["fps"]) as raw:
-                value = np.load(io.BytesIO(raw.read()), allow_pickle=False)
-            fps = float(value) if value.size == 1 and np.isfinite(value).all() and 0 < float(value) < 1000 else None
+            try:
+                value = np.load(io.BytesIO(raw_bytes("fps")), allow_pickle=False)
+            except (ValueError, EOFError, OSError):
+                raise InputError(path, "the fps entry is not a number", "store fps as one number") from None
+            ok = value.size == 1 and value.dtype.kind in "fiu" and np.isfinite(value).all() and 0 < float(value) < 1000
+            fps = float(value) if ok else None
     if scores is not None and scores.shape != joints.shape[:-1]:
         raise InputError(path, f"keypoint_score {list(scores.shape)} does not match the joints {list(joints.shape)}",
                          "give keypoint_score as [M, T, V] (or [T, V]) matching the joints")
