@@ -3,8 +3,8 @@
 No code was released; this follows the paper's description (``shared/METHODS.md``) and GraphMAE:
 
 - joints are graph nodes over the bones of the layout (NTU-25 by default), one graph per segment of
-  ``frames_per_node`` frames; a node's feature is its joint's positions over that segment
-  (:mod:`.data`), so the model reconstructs pieces of motion;
+  ``frames_per_node`` frames; a node's feature is its joint's bone (position minus its parent's)
+  in each frame of that segment (:mod:`.data`), so the model reconstructs pieces of motion;
 - masking hides whole body parts (head, torso, each arm, each leg): the core
   :class:`~maskworks.core.masking.BodyPartMasking` draws a priority per part and the
   ``parts_masked`` lowest parts are hidden, the same parts in every segment of a window (the GIN
@@ -15,8 +15,9 @@ No code was released; this follows the paper's description (``shared/METHODS.md`
   left-right symmetric and a whole hidden arm is zeros after the re-mask, so without it neither the
   encoder nor the decoder can tell a left wrist from a right one.
 
-SCE ignores length, so a reconstruction is a direction; ``feature_mean`` (each joint's mean feature over
-the pre-training windows, stored with the weights) is the baseline it is compared with.
+SCE ignores length, so a reconstruction is a direction (a bone keeps its length, so a direction is all
+there is to rebuild); ``feature_mean`` (each joint's mean feature over the pre-training windows, the mean
+pose, stored with the weights) is the baseline it is compared with.
 """
 from __future__ import annotations
 
