@@ -394,32 +394,41 @@ def metric_table(summaries: dict, fractions: Sequence[float], n_labelled: dict[s
 
 def plot(summaries: dict[str, dict], fractions: Sequence[float], path: Path, title: str, methods: Sequence[str],
          metrics_shown: Sequence[str] = tuple(METRICS)) -> Path:
-    """Metric vs label fraction, one line per method with 95 % CI error bars (± std when one seed);
-    one row per metric, one column per stage."""
+    """Metric vs label fraction, one line per method with 95 % CI error bars (± std when one seed;
+    methods nudged sideways so their bars do not hide each other); one row per metric, one column
+    per stage, shared y range per metric."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(metrics_shown), len(summaries), figsize=(5.4 * len(summaries), 3.6 * len(metrics_shown)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(metrics_shown), len(summaries), figsize=(5.4 * len(summaries), 3.4 * len(metrics_shown)),
+                             squeeze=False, sharey="row")
+    shown = [m for m in methods if any(m in s for s in summaries.values())]
     for col, (stage, summary) in enumerate(summaries.items()):
         for row, k in enumerate(metrics_shown):
             ax = axes[row][col]
-            for m in methods:
+            for i, m in enumerate(shown):
                 if m not in summary:
                     continue
                 fs = [f for f in fractions if str(f) in summary[m] and summary[m][str(f)][f"{k}_mean"] is not None]
                 err = [summary[m][str(f)][f"{k}_ci95"] or summary[m][str(f)][f"{k}_std"] or 0.0 for f in fs]
-                ax.errorbar(fs, [summary[m][str(f)][f"{k}_mean"] for f in fs], yerr=err, marker="o", capsize=3,
-                            label=LABELS[m])
+                nudge = 1.06 ** (i - (len(shown) - 1) / 2)
+                ax.errorbar([f * nudge for f in fs], [summary[m][str(f)][f"{k}_mean"] for f in fs], yerr=err,
+                            marker="o", ms=4, capsize=3, label=LABELS[m])
             ax.set_xscale("log")
             ax.set_xticks(list(fractions), [f"{f:g}" for f in fractions])
-            ax.set_xlabel("fraction of training labels")
-            ax.set_ylabel(f"{METRICS[k]} (eval split)")
-            ax.set_title(f"{title}\n{STAGES[stage]}", fontsize=9)
+            ax.minorticks_off()
+            if row == len(metrics_shown) - 1:
+                ax.set_xlabel("fraction of training labels")
+            if col == 0:
+                ax.set_ylabel(f"{METRICS[k]} (eval split)")
+            if row == 0:
+                ax.set_title(STAGES[stage], fontsize=10)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: mean over seeds, bars = 95 % CI", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
