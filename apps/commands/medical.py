@@ -221,63 +221,92 @@ def bench_anomaly_latency(argv: list[str]) -> int:
 
 def eval_label_fractions(argv: list[str] | None = None) -> int:
 
-    from maskworks.domains.medical.spark.study import METHODS, run_study
+    from maskworks.domains.medical.spark.study import METHODS, PROTOCOLS, run_study
 
+    cxr, ct = PROTOCOLS["cxr"], PROTOCOLS["ct28"]
     p = argparse.ArgumentParser(
         prog="maskworks eval medical/label-fractions", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Label-fraction study on any images/ + labels.csv folder: pre-train SparK and MoCo v2 on the "
-                    "training images (no labels), keep a random-init baseline, fine-tune a classifier on "
-                    "stratified fractions of the training labels with several seeds, and report accuracy and "
-                    "ROC-AUC (mean ± std) on the evaluation split. Writes results.md, results.json and "
-                    "auc_vs_fraction.png to --out.",
-        epilog="example (about 13 min on one CPU thread for 2.4k images):\n"
+        description="Label-fraction study on any images/ + labels.csv folder (after Wolf et al. 2023): pre-train SparK "
+                    "and contrastive baselines (MoCo v2, SimCLR) on the training images without labels, with the same "
+                    "backbone, batch and steps each; keep a random-init baseline; on stratified fractions of the "
+                    "training labels (several seeds, the same subsets for every method) train a linear probe on the "
+                    "frozen encoder, then fine-tune the whole network; report accuracy, macro ROC-AUC and balanced "
+                    "accuracy on the evaluation split (never trained on): mean ± std and 95 %% CI. Resumable: run the "
+                    "same command again and it continues where it stopped (finished runs are kept in --out). Writes "
+                    "results.md, results.json, metrics_vs_fraction.png, auc_vs_fraction.png and pretrain_loss.png "
+                    "to --out, refreshed after every run.",
+        epilog="protocols (--protocol; any option below overrides one setting):\n"
+               f"  cxr   {cxr.size} px {cxr.backbone}, methods {','.join(cxr.methods)}, {cxr.pretrain_steps} pre-training "
+               f"steps x {cxr.pretrain_batch}, {cxr.finetune_steps} fine-tuning steps, flips\n"
+               f"  ct28  {ct.size} px {ct.backbone} (ResNet-18 adapted to 28 px, quarter width), methods "
+               f"{','.join(ct.methods)},\n        {ct.pretrain_steps} pre-training steps x {ct.pretrain_batch}, "
+               f"{ct.finetune_steps} fine-tuning steps x {ct.batch}, no flips (left/right organs)\n"
+               "examples:\n"
                "  maskworks eval medical/label-fractions --data data/cxr/pneumoniamnist_28px --out runs/lf-pneumonia\n"
+               "  OMP_NUM_THREADS=1 maskworks eval medical/label-fractions --protocol ct28 \\\n"
+               "      --data /path/to/organamnist_28px --out runs/lf-organamnist      # ~4 h on one CPU core\n"
                "evaluation split: labels.csv's split/patient_split column (train vs val/valid/validation/test),\n"
                "or a stratified 20 %% hold-out when there is none (--holdout).")
     p.add_argument("--data", required=True, help="folder with images/ and labels.csv (file,label[,split])")
-    p.add_argument("--out", default="runs/label-fractions", help="output folder (default %(default)s)")
+    p.add_argument("--out", default="runs/label-fractions",
+                   help="output folder; a folder holding a stopped study with the same settings is resumed "
+                        "(default %(default)s)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cxr",
+                   help="defaults for everything below: recipes, backbone, size, budgets (default %(default)s)")
     p.add_argument("--json", help="also write the JSON result here")
-    p.add_argument("--fractions", type=parse_fractions, default=[1.0, 0.5, 0.25, 0.1, 0.05],
-                   help="label fractions, comma separated (default 1,0.5,0.25,0.1,0.05)")
+    p.add_argument("--fractions", type=parse_fractions, default=None,
+                   help="label fractions, comma separated (default: the protocol's; cxr 1,0.5,0.25,0.1,0.05, "
+                        "ct28 also 0.01)")
     p.add_argument("--seeds", type=int, default=3, help="subsets/initialisations per fraction (default 3)")
-    p.add_argument("--methods", default=",".join(METHODS), help="subset of spark,moco,random")
-    p.add_argument("--pretrain-steps", type=int, default=100,
-                   help="SparK and MoCo pre-training steps each (default 100: a CPU budget; use thousands on a GPU)")
-    p.add_argument("--pretrain-batch", type=int, default=32,
-                   help="SparK and MoCo pre-training batch (default 32, at most the training images)")
-    p.add_argument("--spark", help="use this SparK backbone.safetensors instead of pre-training")
-    p.add_argument("--moco", help="use this MoCo backbone.safetensors instead of pre-training")
-    p.add_argument("--size", type=int, default=64, help="input size in px, a multiple of 32 (default 64)")
-    p.add_argument("--backbone", default="resnet18", help="timm CNN (default resnet18, in_chans=1)")
-    p.add_argument("--probe-epochs", type=int, default=30, help="frozen-encoder head epochs (default 30)")
-    p.add_argument("--finetune-steps", type=int, default=10, help="unfrozen fine-tuning steps (default 10; 0 = probe only)")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate, Adam (default 1e-4)")
-    p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch (default 32)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma separated subset of {','.join(METHODS)} (default: the protocol's)")
+    p.add_argument("--pretrain-steps", type=int, default=None,
+                   help="pre-training steps, the same for every method (default: the protocol's)")
+    p.add_argument("--pretrain-batch", type=int, default=None,
+                   help="pre-training batch, the same for every method (default: the protocol's; at most the "
+                        "training images)")
+    for m in ("spark", "moco", "simclr"):
+        p.add_argument(f"--{m}", help=f"use this {m} backbone.safetensors instead of pre-training")
+    p.add_argument("--size", type=int, default=None, help="input size in px, a multiple of the backbone's stride "
+                   "(32 for timm CNNs, 8 for resnet18_28px*) (default: the protocol's)")
+    p.add_argument("--backbone", default=None, help="timm CNN name or resnet18_28px[_wN] (default: the protocol's)")
+    p.add_argument("--probe-epochs", type=int, default=None, help="frozen-encoder head epochs (default: the protocol's)")
+    p.add_argument("--finetune-steps", type=int, default=None,
+                   help="unfrozen fine-tuning steps per run, the same for every fraction (0 = probe only; "
+                        "default: the protocol's)")
+    p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate, Adam (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch (default 32)")
     p.add_argument("--train-split", help="value of the split column used for training (default 'train')")
     p.add_argument("--eval-split", help="value used for evaluation (default: val, valid, validation or test)")
     p.add_argument("--holdout", type=float, default=0.2, help="hold-out fraction without a split column (default 0.2)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     a = p.parse_args(argv)
-    if a.size % 32:
-        p.error(f"--size {a.size} must be a multiple of 32 (the backbone's stride, SparK's mask grid)")
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    weights = {k: v for k, v in (("spark", a.spark), ("moco", a.moco)) if v}
+    proto = PROTOCOLS[a.protocol]
+    size, backbone = a.size or proto.size, a.backbone or proto.backbone
+    stride = 8 if "_28px" in backbone else 32
+    if size % stride:
+        p.error(f"--size {size} must be a multiple of {stride} (the backbone's stride, SparK's mask grid)")
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()] if a.methods else None
+    weights = {k: v for k, v in (("spark", a.spark), ("moco", a.moco), ("simclr", a.simclr)) if v}
     for k, v in weights.items():
         if not Path(v).is_file():
             p.error(f"--{k} {v}: file not found (expected a backbone.safetensors from `maskworks train medical/...`)")
     from maskworks.core.io import InputError
 
     try:
-        res = run_study(a.data, a.out, a.fractions, a.seeds, methods, a.pretrain_steps, weights, a.size, a.backbone,
-                        a.pretrain_batch, a.probe_epochs, a.finetune_steps, a.lr, a.batch_size, a.train_split,
-                        a.eval_split, a.holdout, progress=not a.no_progress)
+        res = run_study(a.data, a.out, a.protocol, fractions=a.fractions, seeds=a.seeds, methods=methods,
+                        weights=weights, train_split=a.train_split, eval_split=a.eval_split, holdout=a.holdout,
+                        progress=not a.no_progress, pretrain_steps=a.pretrain_steps, pretrain_batch=a.pretrain_batch,
+                        size=a.size, backbone=a.backbone, probe_epochs=a.probe_epochs,
+                        finetune_steps=a.finetune_steps, lr=a.lr, batch=a.batch_size)
     except (InputError, ValueError) as e:
         print(f"maskworks eval medical/label-fractions: {e}", file=sys.stderr)
         return 2
     print(res.pop("markdown"))
-    print(f"\nwrote {Path(a.out) / 'results.md'}, results.json, auc_vs_fraction.png "
-          f"({res['timings']['total_s']:.0f} s)")
+    print(f"\nwrote {Path(a.out) / 'results.md'}, results.json, metrics_vs_fraction.png, auc_vs_fraction.png, "
+          f"pretrain_loss.png ({res['timings']['total_s_this_session']:.0f} s this session)")
     if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0
 

@@ -1,8 +1,11 @@
 """Self-supervised pre-training tasks for medical images (recipes ``medical/spark-cxr``,
-``medical/spark-ct``, ``medical/moco-cxr``).
+``medical/spark-ct``, ``medical/moco-cxr``, and the 2-D CT slice recipes ``medical/spark-ct28``,
+``medical/moco-ct28``, ``medical/simclr-ct28``).
 
 * :class:`SparKCXRTask`: SparK (sparse masked modelling) on a timm CNN over chest X-ray folders;
 * :class:`SparKCTTask`: 3-D SparK on patches cut from CT/MR volumes (NIfTI, DICOM series);
+* :class:`SimCLRTask`: a second contrastive baseline, SimCLR (in-batch negatives, NT-Xent), on
+  the same backbone and data;
 * :class:`MoCoCXRTask`: the contrastive baseline, MoCo v2 (momentum key encoder, a queue of
   negatives, InfoNCE with the positive key against the queue; MLP projection head; He et al. 2020,
   Chen et al. 2020), on the *same* backbone and data so the label-fraction study compares
@@ -359,6 +362,81 @@ class MoCoCXRTask(_CXRData, Task):
         return {"backbone": str(path)}
 
 
+# -------------------------------------------------------------------------------------- SimCLR
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """SimCLR's NT-Xent: each of the 2N views must pick its partner among the other 2N - 1 views
+    (the other view of the same image against both views of every other image), cosine similarity
+    over ``temperature``, averaged over all 2N views. (``core.losses.info_nce`` is the CLIP form,
+    cross-view negatives only; SimCLR also uses the same-view ones.)"""
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = z @ z.t() / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+class SimCLR(nn.Module):
+    """SimCLR (Chen et al. 2020) on a CNN: both views through one encoder (in one batch, so
+    BatchNorm sees both, as SimCLR's global BN) and a 2-layer MLP projection, NT-Xent loss."""
+
+    def __init__(self, backbone: str = "resnet18", in_chans: int = 1, dim: int = 128, hidden: int = 512,
+                 temperature: float = 0.2) -> None:
+        super().__init__()
+        self.encoder = timm_backbone(backbone, in_chans)
+        self.backbone_name = backbone
+        self.head = _projection(self.encoder.num_features, hidden, dim)
+        self.temperature = temperature
+
+    def forward(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loss, top1)``: top1 = share of views whose most similar other view is their partner."""
+        feats = self.encoder(torch.cat([view1, view2]))
+        z = self.head(feats.mean(dim=tuple(range(2, feats.dim()))))
+        z1, z2 = z.chunk(2)
+        loss = nt_xent(z1, z2, self.temperature)
+        with torch.no_grad():
+            zn = F.normalize(z.float(), dim=1)
+            sim = (zn @ zn.t()).fill_diagonal_(float("-inf"))
+            n = z1.shape[0]
+            top1 = (sim.argmax(1) == torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)).float().mean()
+        return loss, top1
+
+    def backbone_state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone().contiguous() for k, v in self.encoder.state_dict().items()}
+
+    def export_backbone(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file(self.backbone_state_dict(), str(path), metadata={"format": "pt", "source": "maskworks SimCLR"})
+
+
+class SimCLRTask(_CXRData, Task):
+    """SimCLR on an image folder (``model``: backbone, dim, hidden, temperature; ``augment``:
+    crop_scale, flip, jitter), the same data handling as the SparK and MoCo tasks."""
+
+    def build_model(self) -> SimCLR:
+        m = self.cfg.get("model", {})
+        return SimCLR(m.get("backbone", "resnet18"), int(self.cfg["data"].get("channels", 1)), int(m.get("dim", 128)),
+                      int(m.get("hidden", 512)), float(m.get("temperature", 0.2)))
+
+    def training_step(self, model: nn.Module, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+        if ctx.world_size > 1:
+            raise NotImplementedError("SimCLR's negatives are per process here (no all-gather): train with "
+                                      "trainer.devices=1")
+        aug = self.cfg.get("augment", {})
+        crop, flip, jitter = aug.get("crop_scale"), bool(aug.get("flip", True)), float(aug.get("jitter", 0.0))
+        x = batch["image"]
+        loss, top1 = model(cxr_view(x, ctx, crop, flip, jitter), cxr_view(x, ctx, crop, flip, jitter))
+        return {"loss": loss, "top1": top1}
+
+    def on_fit_end(self, model: nn.Module, run_dir: Path) -> dict:
+        model = unwrap(model)
+        path = Path(run_dir) / BACKBONE_FILE
+        model.export_backbone(path)
+        return {"backbone": str(path)}
+
+
 def dense_backbone_for(cfg: dict) -> nn.Module:
     """A fresh dense backbone matching a recipe (what ``backbone.safetensors`` loads into)."""
     task = cfg["task"]
@@ -371,5 +449,5 @@ def dense_backbone_for(cfg: dict) -> nn.Module:
     return timm_backbone(m.get("backbone", "resnet18"), int(cfg["data"].get("channels", 1)))
 
 
-__all__ = ["SparKCXRTask", "SparKCTTask", "MoCoCXRTask", "MoCo", "VolumePatches", "dense_backbone_for",
+__all__ = ["SparKCXRTask", "SparKCTTask", "MoCoCXRTask", "MoCo", "SimCLR", "SimCLRTask", "nt_xent", "VolumePatches", "dense_backbone_for",
            "random_resized_crop", "random_flip", "intensity_jitter", "BACKBONE_FILE"]

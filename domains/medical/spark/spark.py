@@ -52,7 +52,9 @@ class UNetBlock(nn.Module):
 
 class LightDecoder(nn.Module):
     """``log2(stride)`` upsampling blocks, widths halving from ``width``; scale i's map is added
-    before block i (deepest first), then a 1x1 conv to the input channels."""
+    before block i (deepest first), then a 1x1 conv to the input channels. A CNN whose first
+    scale is at stride 1 (small-image ResNets) has one scale more than blocks: it is added after
+    the last block, at full size."""
 
     def __init__(self, width: int, out_chans: int, downsample: int = 32, dims: int = 2) -> None:
         super().__init__()
@@ -72,6 +74,8 @@ class LightDecoder(nn.Module):
             if i < len(to_dec):
                 x = x + to_dec[i]
             x = block(x)
+        if len(to_dec) > len(self.blocks):  # a stride-1 scale (small-image CNNs): added at full size
+            x = x + to_dec[len(self.blocks)]
         return self.proj(x)
 
 
@@ -223,9 +227,15 @@ def load_backbone(model: nn.Module, path: PathLike, allowed_missing: Callable[[s
 
 
 def timm_backbone(name: str = "resnet18", in_chans: int = 1) -> nn.Module:
-    """A randomly initialised timm CNN without classifier (``pretrained=False``, no download)."""
+    """A randomly initialised CNN without classifier or pooling: a timm model (``pretrained=False``,
+    no download), or a small-image ResNet for ``resnet18_28px[_wN]`` / ``resnet34_28px[_wN]``
+    (:mod:`.resnet_small`: stride-1 stem, no max-pool, for 28-32 px inputs)."""
     import timm
+    from maskworks.domains.medical.spark.resnet_small import small_resnet
 
+    small = small_resnet(name, in_chans)
+    if small is not None:
+        return small
     return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="")
 
 

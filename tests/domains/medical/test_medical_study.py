@@ -25,7 +25,7 @@ def test_label_fraction_study_end_to_end(tmp_path: Path) -> None:
     assert rc == 0
     res = json.loads(js.read_text())
     assert json.loads((out / "results.json").read_text())["summary"] == res["summary"]
-    assert (out / "auc_vs_fraction.png").stat().st_size > 10_000 and "| fraction |" in (out / "results.md").read_text()
+    assert (out / "auc_vs_fraction.png").stat().st_size > 10_000 and (out / "metrics_vs_fraction.png").is_file() and "| fraction |" in (out / "results.md").read_text()
     # stratified 20 % hold-out: normal floor(4.8 + .5) = 5, abnormal floor(3.2 + .5) = 3
     assert res["eval_counts"] == {"abnormal": 3, "normal": 5} and res["train_counts"] == {"abnormal": 13, "normal": 19}
     # fraction 0.5 of (19, 13): floor(9.5 + .5) = 10, floor(6.5 + .5) = 7
@@ -38,7 +38,9 @@ def test_label_fraction_study_end_to_end(tmp_path: Path) -> None:
         for method in ("spark", "moco", "random"):
             for frac in ("1.0", "0.5"):
                 cell = res["summary"][stage][method][frac]
-                assert set(cell) == {"accuracy_mean", "accuracy_std", "auc_mean", "auc_std", "seeds"}
+                assert set(cell) == {f"{k}_{s}" for k in ("accuracy", "auc", "balanced_accuracy")
+                                     for s in ("mean", "std", "ci95")} | {"seeds"}
+                assert cell["accuracy_ci95"] is None  # one seed: no interval
                 assert cell["seeds"] == 1 and cell["auc_std"] == 0.0 and 0 <= cell["accuracy_mean"] <= 1
             assert res["summary"][stage][method]["1.0"]["auc_mean"] > 0.8  # a bright square is learnable
 
