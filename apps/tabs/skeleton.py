@@ -85,7 +85,7 @@ def skeleton_figure(rec, title: str = ""):
         height=600, margin=dict(l=0, r=0, t=40, b=0), legend=dict(x=0, y=1), title=dict(text=title, font=dict(size=12)),
         scene=dict(aspectmode="data", xaxis=dict(title="x (m)", range=[lo[0], hi[0]]),
                    yaxis=dict(title="z (m)", range=[lo[2], hi[2]]), zaxis=dict(title="y up (m)", range=[lo[1], hi[1]]),
-                   camera=dict(eye=dict(x=1.2, y=-1.45, z=0.45))),
+                   camera=dict(eye=dict(x=1.45, y=-1.8, z=0.5))),
         updatemenus=[dict(type="buttons", x=0.02, y=0.02, xanchor="left", yanchor="bottom", buttons=[
             dict(label="▶ play", method="animate", args=[None, dict(frame=dict(duration=66, redraw=True), fromcurrent=True)]),
             dict(label="❚❚", method="animate", args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],

@@ -329,6 +329,8 @@ def markdown(result: dict) -> str:
 
 
 def figure(result: dict, path: Path) -> None:
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -341,11 +343,12 @@ def figure(result: dict, path: Path) -> None:
     for off, metric, color in ((-0.2, "accuracy", "tab:blue"), (0.2, "macro_f1", "tab:orange")):
         ax.bar(x + off, [res[m][f"{metric}_mean"] for m in keys], 0.38, yerr=[res[m][f"{metric}_std"] for m in keys],
                color=color, capsize=3, label=metric.replace("_", "-"))
-    ax.set_xticks(x, [METHODS[m].replace(", ", ",\n") for m in keys], fontsize=7)
+    ax.set_xticks(x, [textwrap.fill(METHODS[m], 20) for m in keys], fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left", fontsize=8)
     d = result["data"]
-    ax.set_title(f"{result['protocol']} protocol, {len(result['config']['seeds'])} seeds: {d['sequences_tested']} "
+    n_seeds = len(result['config']['seeds'])
+    ax.set_title(f"{result['protocol']} protocol, {n_seeds} seed{'s' * (n_seeds != 1)}: {d['sequences_tested']} "
                  f"test sequences — a tiny set ({d['description']})", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

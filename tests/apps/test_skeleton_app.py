@@ -13,6 +13,7 @@ def _comparable(report: dict) -> dict:
     return {k: v for k, v in report.items() if k not in ("input", "outputs")}
 
 
+@pytest.mark.slow  # loads the job twice (tab and CLI) and imports gradio: ~20 s on a loaded 2-core CPU
 def test_tab_handler_and_cli_give_the_same_json(tmp_path):
     pytest.importorskip("gradio")
     from maskworks.apps.cli import main
