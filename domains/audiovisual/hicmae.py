@@ -175,6 +175,9 @@ class HiCMAE(nn.Module):
                  norm_pix_loss: bool = True, frame_diff: bool = False) -> None:
         super().__init__()
         self.levels = tuple(int(i) for i in levels)
+        if video_dim != audio_dim:
+            raise ValueError(f"the InfoNCE compares video and audio tokens: video_dim ({video_dim}) and audio_dim "
+                             f"({audio_dim}) must be equal")
         for name, depth in (("video", video_depth), ("audio", audio_depth)):
             if not self.levels or any(not 0 <= i < depth for i in self.levels) or list(self.levels) != sorted(set(self.levels)):
                 raise ValueError(f"levels {self.levels} must be increasing 0-based block indices of the {depth}-block "

@@ -105,7 +105,8 @@ def face_rows(video: Tensor, hidden: Tensor | None, rec: Tensor | None, patch: S
                      [_veil(frames[s], _upsample(hn[s // t_patch], ph, pw)) for s in steps]))
     if rec is not None:
         rf = (rec.clamp(0, 1).permute(1, 2, 3, 0).numpy() * 255 + 0.5).astype(np.uint8)
-        rows.append(("rebuilt by the decoder", [rf[s] for s in steps]))
+        rows.append(("rebuilt by the decoder (hidden tubes drawn with their own mean and contrast, as MAE draws them)",
+                     [rf[s] for s in steps]))
     out = []
     for title, imgs in rows:
         strip = Image.fromarray(np.concatenate(imgs, axis=1))
@@ -133,7 +134,7 @@ def spectrogram_rows(audio: Tensor, hidden: Tensor | None, rec: Tensor | None, p
         cell = _upsample(hidden.numpy().T[::-1], patch[1], patch[0])  # (mel, time) like the picture
         rows.append(("what the encoder saw (grey: hidden patches)", _veil(base, cell)))
     if rec is not None:
-        rows.append(("rebuilt by the decoder", _spectrogram_rgb(rec[0], lo, hi)))
+        rows.append(("rebuilt by the decoder (hidden patches with their own mean and contrast)", _spectrogram_rgb(rec[0], lo, hi)))
     out = []
     for title, img in rows:
         im = Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
