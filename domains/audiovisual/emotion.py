@@ -105,6 +105,7 @@ class EmotionRecognizer:
                  trained_on: str, device: torch.device) -> None:
         self.classifier, self.classes, self.pretrained = classifier.eval(), list(classes), pretrained
         self.weights, self.trained_on, self.device = weights, trained_on, device
+        self.classifier_root: str | None = None
         self._cropper = None
 
     @classmethod
@@ -131,7 +132,9 @@ class EmotionRecognizer:
         trained_on = side.get("trained_on_short") or f"the labelled recordings in {task.cfg['data'].get('root')}"
         names = {"classifier": str(weights or SHIPPED_CLASSIFIER),
                  "pretrained": None if pretrained is False else str(pretrained or SHIPPED_PRETRAINED)}
-        return cls(model, task.cfg["data"]["classes"], pre, names, trained_on, dev)
+        job = cls(model, task.cfg["data"]["classes"], pre, names, trained_on, dev)
+        job.classifier_root = task.cfg["data"].get("root")  # its training folder (to tell seen recordings apart)
+        return job
 
     @property
     def cropper(self):
