@@ -287,7 +287,10 @@ def fmt_table(res: dict) -> str:
                 lines.append(f"  random init  {arm:<12} {q['uar']:6.3f} {q['war']:6.3f}   "
                              f"(mean of {res['random_seeds']} seeds; UAR {q['uar_min_max'][0]:.3f}-{q['uar_min_max'][1]:.3f})")
         m = r["majority"]
-        lines.append(f"  majority class            {m['uar']:6.3f} {m['war']:6.3f}   n={m['n']}")
+        lines.append(f"  majority class            {m['uar']:6.3f} {m['war']:6.3f}   n={m['n']}  (of each training fold; "
+                     "leave-one-out makes it lose on balanced sets)")
+        k = len(res["data"]["class_counts"])
+        lines.append(f"  chance                    {1 / k:6.3f}          ({k} classes)")
         if r["skipped_folds"]:
             lines.append(f"  folds skipped (one class in training): {r['skipped_folds']}")
     return "\n".join(lines)
