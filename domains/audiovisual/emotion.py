@@ -107,6 +107,7 @@ class EmotionRecognizer:
         self.weights, self.trained_on, self.device = weights, trained_on, device
         self.classifier_root: str | None = None
         self._cropper = None
+        self._seen: set[str] | None = None
 
     @classmethod
     def load(cls, weights: str | Path | None = None, pretrained: str | Path | None | bool = None,
@@ -254,6 +255,9 @@ class EmotionRecognizer:
         win = [{"start_s": round(s, 3), "end_s": round(s + WINDOW_S, 3), "emotion": self.classes[int(p.argmax())],
                 "probability": round(float(p.max()), 4)} for s, p in zip(starts, probs)]
         notes += self._calibration_notes(mean)
+        if path.stem in self.training_names():
+            notes.append(f"A recording named {path.stem} was in this classifier's training set: the answer shows what "
+                         "it learnt, not how it does on recordings it never saw.")
         from maskworks.domains.audiovisual.viz import face_rows, probability_plot, spectrogram_rows
 
         pictures = {"probabilities": probability_plot(self.classes, mean.tolist(), used, alone)}
@@ -287,6 +291,19 @@ class EmotionRecognizer:
                    "audio_patches_seen": f"{am.num_keep} of {am.num_tokens}"}
         return (scores, face_rows(clip[0].cpu(), vm.mask[0].cpu(), rec_v[0].float().cpu(), m.video.patch_size),
                 spectrogram_rows(a[0].cpu(), am.mask[0].cpu(), rec_a[0].float().cpu(), m.audio.patch_size))
+
+    def training_names(self) -> set[str]:
+        """File names (without suffix) of the recordings the classifier was trained on, when its training
+        folder is on this machine (else empty)."""
+        if self._seen is None:
+            from maskworks.domains.audiovisual.data import read_av_folder
+
+            try:
+                entries = read_av_folder(self.classifier_root) if self.classifier_root else []
+            except Exception:  # noqa: BLE001 - its training folder is not here: nothing to tell apart
+                entries = []
+            self._seen = {Path(f).stem for e in entries for f in (e.clip, e.audio) if f is not None}
+        return self._seen
 
     def _calibration_notes(self, mean: torch.Tensor) -> list[str]:
         notes = []
