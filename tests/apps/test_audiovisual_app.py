@@ -29,6 +29,8 @@ def test_tab_handler_api_and_cli_give_the_same_json(tmp_path):
         assert (tmp_path / f"{CLIP.stem}_{suffix}.png").is_file()
     assert tab_json["used"] == "audio+video" and f"**{tab_json['emotion']}**" in text and len(rows) == 4
     assert "Research use only" in tab_json["notice"] and "RAVDESS" in tab_json["notice"]
+    # every shipped example is one of the shipped classifier's training clips, and the result says so
+    assert any(f"named {CLIP.stem} was in this classifier's training set" in n for n in tab_json["notes"])
     with pytest.raises(gr.Error, match="Upload a video or an audio file"):
         recognise(None, None, None, None, 0)
     bad = tmp_path / "clip.mp4"

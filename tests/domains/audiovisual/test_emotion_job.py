@@ -49,9 +49,16 @@ def test_missing_modalities_are_left_out_and_said(job, tmp_path):
     r = job.predict_file(blank)
     assert r.used == "audio" and r.to_json()["face"] == {"found": False}
     assert any("No face was found" in n for n in r.notes)
-    # the voice answer is the same as for the audio file alone (same sound, same windows)
-    wav = job.predict_file(ROOT / "audio" / CLIP.name.replace(".mp4", ".wav"), windows=len(r.windows))
-    assert np.allclose(r.probabilities, wav.probabilities, atol=0.05)
+    # the voice answer is the one for that very sound as an audio file, cut to the video's length so the
+    # windows fall at the same times (the shipped wav is not that sound: the clip's AAC track was encoded
+    # apart, and re-encoding it moves this small model's probabilities by up to 0.1)
+    import soundfile as sf
+
+    track = read_audio(blank, 16000).samples.reshape(-1)
+    sf.write(str(tmp_path / "track.wav"), track[:round(probe_video(blank).duration_s * 16000)], 16000)
+    wav = job.predict_file(tmp_path / "track.wav", windows=len(r.windows))
+    assert [w["start_s"] for w in wav.windows] == [w["start_s"] for w in r.windows]
+    assert np.allclose(r.probabilities, wav.probabilities, atol=0.01)
 
 
 def test_garbage_and_empty_recordings_are_refused(job, tmp_path):
