@@ -4,5 +4,5 @@ from __future__ import annotations
 
 EVALS: dict[str, str] = {"audiovisual/emotion": "maskworks.apps.commands.audiovisual:emotion"}
 PREDICTS: dict[str, str] = {"audiovisual/emotion": "maskworks.apps.commands.audiovisual:predict"}
-TABS: dict[str, str] = {"Emotion (HiCMAE, audio-visual)": "maskworks.apps.tabs.audiovisual:build_tab"}
+TABS: dict[str, str] = {"Audio-visual emotion (HiCMAE)": "maskworks.apps.tabs.audiovisual:build_tab"}
 APIS: dict[str, str] = {"audiovisual_emotion": "maskworks.apps.tabs.audiovisual:api_emotion"}

@@ -1,4 +1,4 @@
-"""The "Emotion (HiCMAE, audio-visual)" tab: a video (face and voice), an audio file, or a recording from the
+"""The "Audio-visual emotion (HiCMAE)" tab: a video (face and voice), an audio file, or a recording from the
 microphone or camera -> the emotion probabilities, which modality they came from and how much each
 contributed, and the pre-trained HiCMAE's masked and rebuilt spectrogram and face frames.
 
@@ -183,4 +183,4 @@ def build_tab() -> None:
 def launch(host: str = "127.0.0.1", port: int = 7865, block: bool = True):
     from maskworks.apps.demo import launch_tab
 
-    return launch_tab("Emotion (HiCMAE, audio-visual)", build_tab, host, port, block=block)
+    return launch_tab("Audio-visual emotion (HiCMAE)", build_tab, host, port, block=block)

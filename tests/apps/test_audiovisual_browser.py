@@ -8,7 +8,7 @@ from maskworks.data import data_path
 
 pytestmark = pytest.mark.browser
 
-TAB = "Emotion (HiCMAE, audio-visual)"
+TAB = "Audio-visual emotion (HiCMAE)"
 ROOT = data_path("audiovisual", "ravdess")
 
 
@@ -38,13 +38,14 @@ def test_emotion_tab_reads_a_clip_an_audio_file_and_explains_a_bad_upload(page, 
     wav = ROOT / "audio" / "01-01-04-01-01-01-05.wav"
     page.locator("#av-upload input[type=file]").set_input_files(str(wav))
     info.get_by_text(wav.name).wait_for()
-    assert "read from the voice alone" in info.inner_text()
+    assert "read from the voice alone" in info.inner_text() and "was in this classifier's training set" in info.inner_text()
     page.locator("#av-spectrogram img").wait_for()
     assert page.locator("#av-faces img").count() == 0
     screenshot(page, "demo_audiovisual_audio_only")
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video")
+    page.locator("#av-upload button[aria-label='Clear']").click()  # a shown file replaces the file input
     page.locator("#av-upload input[type=file]").set_input_files(str(bad))
     page.get_by_text("Cannot read broken.mp4").first.wait_for()
     assert "not a readable video container" in page.get_by_text("Cannot read broken.mp4").first.inner_text()
