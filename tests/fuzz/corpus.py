@@ -55,9 +55,10 @@ def png_bomb(width: int, height: int) -> bytes:
 
 def _mutations(name: str, data: bytes, job: str) -> Iterator[tuple[str, bytes, str]]:
     """Truncations and corruptions of a valid file, all of which must be refused or read cleanly. A video
-    cut after its first half may still hold every frame a clip needs (streams decode front to back): "any"."""
+    or a sound cut after its first half may still hold every frame a clip needs (streams decode front to back):
+    "any"."""
     n = len(data)
-    partial_ok = 0.5 if job == "video" else 0.95
+    partial_ok = 0.5 if job in ("video", "audio") else 0.95
     for frac in (0.0, 0.01, 0.1, 0.5, 0.9, 0.99):
         cut = int(n * frac)
         yield f"trunc{int(frac * 100):02d}_{name}", data[:cut], "error" if frac < partial_ok else "any"
@@ -387,7 +388,50 @@ def skeletons(root: Path) -> Iterator[Case]:
         yield Case(root / name, "skeleton/actions", "error", f"skeleton {name}")
 
 
-GENERATORS: list[Callable[[Path], Iterator[Case]]] = [images, dicoms, clouds, videos, scenes, skeletons]
+def _sound(a: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:
+    import soundfile
+
+    buf = io.BytesIO()
+    soundfile.write(buf, a, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def sounds(root: Path) -> Iterator[Case]:
+    """Audio for the emotion job (its voice head): a shipped RAVDESS wav, the same as FLAC and at other rates
+    and channel counts, silence and one sample (unusual, not wrong), then cuts and corruptions, a WAV
+    header promising hours, non-finite float samples and a text file named .wav, all of which must be refused."""
+    import soundfile
+
+    d = root / "audio"
+    d.mkdir(parents=True, exist_ok=True)
+    src = data_path("audiovisual", "ravdess", "audio", "01-01-04-01-01-01-05.wav")
+    voice, rate = soundfile.read(src, dtype="float32")
+    voice = voice if voice.ndim == 1 else voice.mean(1)
+    files: list[tuple[str, bytes, str]] = [
+        ("voice.wav", src.read_bytes(), "ok"),
+        ("voice.flac", _sound(voice, rate, "FLAC"), "ok"),
+        ("voice_8k.wav", _sound(voice[::2], rate // 2, "WAV"), "ok"),
+        ("voice_stereo.wav", _sound(np.c_[voice, voice * 0.5], rate, "WAV"), "ok"),
+        ("voice_float.wav", _sound(voice, rate, "WAV", "FLOAT"), "ok"),
+        ("silence.wav", _sound(np.zeros(rate * 3, np.float32), rate, "WAV"), "any"),
+        ("one_sample.wav", _sound(np.zeros(1, np.float32), rate, "WAV"), "any"),
+        ("empty.wav", b"", "error"),
+        ("text.wav", b"this is not a sound file\n" * 40, "error"),
+        ("random.flac", RNG.bytes(4096), "error"),
+        ("nan.wav", _sound(np.full(rate, np.nan, np.float32), rate, "WAV", "FLOAT"), "error"),
+        ("inf.wav", _sound(np.r_[voice[:rate], np.full(10, np.inf, np.float32)], rate, "WAV", "FLOAT"), "error"),
+    ]
+    head = bytearray(src.read_bytes()[:44])
+    head[40:44] = struct.pack("<I", 0xFFFFFF00)  # a data chunk of 4 GB, with 0 bytes behind it
+    head[4:8] = struct.pack("<I", 0xFFFFFF24)
+    files.append(("lying_header.wav", bytes(head), "error"))
+    files += [(f"{n}.wav", b, "error" if e == "error" else "any") for n, b, e in _mutations("voice", src.read_bytes(), "audio")]
+    for name, data, expect in files:
+        (d / name).write_bytes(data)
+        yield Case(d / name, "audiovisual/emotion", expect, f"audio {name}")
+
+
+GENERATORS: list[Callable[[Path], Iterator[Case]]] = [images, dicoms, clouds, videos, scenes, skeletons, sounds]
 
 
 def make_corpus(root: Path) -> list[Case]:

@@ -18,6 +18,7 @@ def load_jobs() -> dict:
     from maskworks.domains.lidar.detection.predict import ScanDetector
     from maskworks.domains.medical.anomaly.detector import AnomalyDetector
     from maskworks.domains.nerf.reconstruct import GridReconstructor
+    from maskworks.domains.audiovisual.emotion import EmotionRecognizer
     from maskworks.domains.skeleton.actions import ActionRecognizer
     from maskworks.domains.video.reconstruct import VideoReconstructor
 
@@ -29,9 +30,11 @@ def load_jobs() -> dict:
     video.predict_file(data_path("video", "kinetics_ucf", "videos", "apply_eye_makeup.avi"))  # starts its decoder process
     nerf = GridReconstructor.load(device="cpu")
     skeleton = ActionRecognizer.load(device="cpu")
+    emotion = EmotionRecognizer.load(device="cpu")
     return {"nerf/reconstruct": lambda p: nerf.predict_file(p, resolution=32), "medical/anomaly": anomaly.analyse_file, "image-mae": image.predict_file,
             "lidar/detection": lambda p: lidar.predict_file(p, tta=False), "video/videomae": video.predict_file,
-            "skeleton/actions": skeleton.predict_file}
+            "skeleton/actions": skeleton.predict_file,
+            "audiovisual/emotion": emotion.predict_file}
 
 
 def main() -> None:

@@ -65,6 +65,9 @@ def test_frames_to_clip_scales_to_160_and_silence_is_detected():
     clip = frames_to_clip(frames)
     assert clip.shape == (3, 2, 160, 160) and torch.allclose(clip, torch.ones_like(clip))
     assert is_silent(np.zeros(100)) and is_silent(np.full(100, 1e-5)) and not is_silent(tone(200.0, 0.1, 0.01))
+    # a 0.1 s word at -45 dBFS RMS in 6 s of quiet: the whole file's RMS is -63 dBFS, the word is what counts
+    soft = np.r_[np.zeros(48000), tone(200.0, 0.1, 10 ** (-45 / 20) * np.sqrt(2)), np.zeros(48000)]
+    assert not is_silent(soft) and is_silent(soft * 0.001)
 
 
 def test_the_face_cropper_finds_the_face_of_a_shipped_clip_and_none_in_a_blank_one():
