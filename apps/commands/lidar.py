@@ -138,7 +138,7 @@ def eval_detection(argv: list[str] | None = None) -> int:
             for f, calib in zip(frames, calibs):
                 path = Path(a.pred) / f"{f}.txt"
                 objs = read_label(path) if path.is_file() else []
-                dets.append(restrict_to_fov(objects_to_frame(objs, calib, f), calib))
+                dets.append(restrict_to_fov(objects_to_frame(objs, calib, f), calib, given_bbox=True))
         else:
             from maskworks.domains.lidar.detection.inference import load_detector
 

@@ -3,7 +3,7 @@ Argoverse 2 / PandaSet samples moved into KITTI's frame and, optionally, simulat
 ground-truth database sampling, per-object and global augmentation (:mod:`.augment`), then a square window
 of the scene is cut around a labelled object (or a random return) and voxelised.
 
-Why windows: the network is convolutional, so it learns the same from a 51 m window as from the whole 112 x 80 m
+Why windows: the network is convolutional, so it learns the same from a 38 m window as from the whole 112 x 80 m
 grid it runs on, at a third of the cost per item; centring windows on objects puts more of them in each step.
 The window is translated to the origin (a translation the network cannot see) and its targets built there.
 """
