@@ -91,3 +91,115 @@ def save_fold_predictions(model, cfg: dict, run_dir: str | Path) -> Path | None:
     path = run_dir / "oof.json"
     path.write_text(json.dumps(out))
     return path
+
+
+# ----------------------------------------------------------------------------- pooling and scoring
+def config_name(oof: dict) -> str:
+    """``rmae-s0`` / ``scratch-s1``: how a fold run was initialised and its seed."""
+    return f"{'scratch' if not oof.get('pretrained') else 'rmae'}-s{oof.get('seed', 0)}"
+
+
+def load_runs(run_dirs: list[str | Path]) -> dict[str, list[dict]]:
+    """``oof.json`` of each run folder, grouped by :func:`config_name`."""
+    from maskworks.core.io import InputError
+
+    groups: dict[str, list[dict]] = {}
+    for d in run_dirs:
+        path = Path(d) / "oof.json"
+        if not path.is_file():
+            raise InputError(d, "no oof.json (the run has not finished, or it left no frames out)",
+                             "give the folders of finished `maskworks train lidar/detector --set data.holdout_fold=K` runs")
+        oof = json.loads(path.read_text())
+        oof["run"] = str(d)
+        groups.setdefault(config_name(oof), []).append(oof)
+    return groups
+
+
+def pooled(oofs: list[dict], step: str | int | None = None, variant: str = DEFAULT_VARIANT) -> dict[str, Detections]:
+    """Every left-out frame's detections from the run that left it out (``step`` None: each run's last)."""
+    out: dict[str, Detections] = {}
+    for o in oofs:
+        steps = o["steps"]
+        key = str(step) if step is not None else str(max(map(int, steps)))
+        if key not in steps:
+            raise KeyError(f"{o['run']}: no predictions at step {key} (has {sorted(map(int, steps))})")
+        for frame, d in steps[key][variant].items():
+            if frame in out:
+                raise ValueError(f"frame {frame} is left out by two runs of one configuration")
+            out[frame] = Detections(np.array(d["boxes"], float).reshape(-1, 7), list(d["classes"]), np.array(d["scores"], float))
+    return out
+
+
+def ground_truth(kitti_dirs: list, frames: list[str]):
+    """Labels (:class:`~..kitti_metric.FrameBoxes`, DontCare regions included) and calibrations of ``frames``."""
+    from ..kitti_metric import objects_to_frame
+    from ..real_data import kitti_root, frame_ids
+    from ..kitti import read_calib, read_label
+
+    where = {}
+    for d in kitti_dirs:
+        root = kitti_root(d)
+        for f in frame_ids(root):
+            where.setdefault(f, root)
+    gts, calibs = [], []
+    for f in frames:
+        calib = read_calib(where[f] / "calib" / f"{f}.txt")
+        gts.append(objects_to_frame(read_label(where[f] / "label_2" / f"{f}.txt"), calib, f))
+        calibs.append(calib)
+    return gts, calibs
+
+
+def score_pooled(dets: dict[str, Detections], kitti_dirs: list, conventions: str = "exact", dontcare: bool = True,
+                 **evaluate_kw):
+    """(AP table of :func:`~..kitti_metric.evaluate`, the frames' labels, their FOV-restricted detections)."""
+    from ..kitti_metric import FrameBoxes, evaluate, restrict_to_fov
+
+    frames = sorted(dets)
+    gts, calibs = ground_truth(kitti_dirs, frames)
+    fd = [restrict_to_fov(FrameBoxes(dets[f].boxes, dets[f].classes, dets[f].scores, name=f), c)
+          for f, c in zip(frames, calibs)]
+    return evaluate(gts, fd, conventions=conventions, dontcare=dontcare, **evaluate_kw), gts, fd
+
+
+def f1_threshold(gts, dets, cls: str = "Car", level: int = 1, iou: float = 0.5, metric: str = "bev") -> dict:
+    """The score threshold with the best F1 of ``cls`` at ``iou`` (labels and detections ignored as by AP)."""
+    from ..kitti_metric import match_frame
+
+    s_all, tp_all, n = [], [], 0
+    for g, d in zip(gts, dets):
+        s, tp, ng = match_frame(g, d, cls, level, iou, metric)
+        s_all.append(s)
+        tp_all.append(tp)
+        n += ng
+    s, tp = np.concatenate(s_all), np.concatenate(tp_all)
+    best = {"threshold": None, "f1": 0.0, "precision": 0.0, "recall": 0.0, "num_gt": n}
+    for t in np.unique(s):
+        k = s >= t
+        a, b = int((tp & k).sum()), int((~tp & k).sum())
+        f1 = 2 * a / (2 * a + b + (n - a)) if n else 0.0
+        if f1 > best["f1"] + 1e-12 or (abs(f1 - best["f1"]) < 1e-12 and best["threshold"] is not None and t > best["threshold"]):
+            best = {"threshold": round(float(t), 4), "f1": round(f1, 4), "precision": round(a / max(a + b, 1), 4),
+                    "recall": round(a / max(n, 1), 4), "num_gt": n}
+    return best
+
+
+def headline(res: dict) -> float:
+    """The figure issue #22 asks for: Car BEV AP_R40 at IoU 0.7, moderate."""
+    return res["strict"]["Car"]["bev"]["moderate"]
+
+
+def cv_report(run_dirs: list[str | Path], kitti_dirs: list, conventions: str = "exact", dontcare: bool = True) -> dict:
+    """Per configuration: the full AP table at the last step with the default inference, and the headline
+    figure at every checkpoint and inference variant (what checkpoint / variant selection reads)."""
+    groups = load_runs(run_dirs)
+    out: dict = {"conventions": conventions, "dontcare": dontcare, "configs": {}}
+    for name, oofs in sorted(groups.items()):
+        steps = sorted(set.intersection(*[set(map(int, o["steps"])) for o in oofs]))
+        entry = {"runs": [o["run"] for o in oofs], "folds": sorted(o["fold"] for o in oofs if o["fold"] is not None)}
+        res, gts, fd = score_pooled(pooled(oofs), kitti_dirs, conventions, dontcare)
+        entry.update(final=res, frames=len(gts), threshold_car_bev05_moderate=f1_threshold(gts, fd))
+        entry["by_step"] = {str(st): {v: headline(score_pooled(pooled(oofs, st, v), kitti_dirs, conventions, dontcare,
+                                                               classes=("Car",), settings=("strict",))[0])
+                                      for v in VARIANTS} for st in steps}
+        out["configs"][name] = entry
+    return out
