@@ -159,14 +159,15 @@ def match_frame(gt: FrameBoxes, det: FrameBoxes, cls: str, level: int, threshold
     for k, di in enumerate(d_idx):
         cand = np.where(~taken & (iou[k] > threshold), iou[k], -1.0)
         j = int(np.argmax(cand)) if len(cand) else -1
+        h = det.height[di]
+        too_small = not np.isnan(h) and h < MIN_HEIGHT[level]
         if j >= 0 and cand[j] >= 0:
             taken[j] = True
-            if status[g_idx[j]] == 1:
+            if status[g_idx[j]] == 1 and not too_small:
                 out_s.append(det.scores[di])
                 out_tp.append(True)
-            continue  # matched an ignored label: neither TP nor FP
-        h = det.height[di]
-        if not np.isnan(h) and h < MIN_HEIGHT[level]:
+            continue  # matched an ignored label, or too small to count (as the devkit: the label stays unfound)
+        if too_small:
             continue  # too small in the image for this level: ignored
         if in_dc[k]:
             continue  # inside a DontCare region: not a false positive
