@@ -16,7 +16,15 @@ from torch.utils.data import Dataset
 
 from ..real_data import RealScan
 from ..voxel import VoxelGrid
-from .augment import build_gt_database, count_in_boxes, global_transform, noise_objects, sample_objects
+from .augment import (
+    build_gt_database,
+    count_in_boxes,
+    global_transform,
+    mean_sizes,
+    noise_objects,
+    normalise_sizes,
+    sample_objects,
+)
 from .inference import drop_ego_returns
 from .model import CLASSES, MAX_OBJECTS
 
@@ -51,17 +59,26 @@ class WindowScans(Dataset):
     def __init__(self, window: VoxelGrid, scans: list[RealScan], repeat: dict[str, int] | None = None,
                  passes: int = 1, seed: int = 0, sample: dict[str, int] | None = None, min_points: int = 5,
                  object_noise: bool = True, global_aug: bool = True, centre_on_object: float = 0.8,
-                 db_scans: list[RealScan] | None = None) -> None:
+                 db_scans: list[RealScan] | None = None, normalise: tuple[str, ...] = ("av2", "pandaset")) -> None:
         self.window, self.seed, self.min_points, self.passes = window, seed, min_points, passes
         self.sample = dict(DEFAULT_SAMPLE if sample is None else sample)
         self.object_noise, self.global_aug, self.centre_on_object = object_noise, global_aug, centre_on_object
         repeat = repeat or {}
         self.scans = [self._clean(s) for s in scans]
+        self.size_delta = {}
+        if normalise:  # foreign annotation conventions -> KITTI's mean object sizes (of the training frames)
+            target = mean_sizes([s for s in self.scans if s.source == "kitti"], CLASSES)
+            for src in normalise:
+                own = mean_sizes([s for s in self.scans if s.source == src], CLASSES)
+                self.size_delta[src] = {c: target[c] - own[c] for c in own if c in target}
+            self.scans = [RealScan(s.name, *normalise_sizes(s.points, s.boxes, s.classes, self.size_delta[s.source]),
+                                   s.classes, s.source, s.fov_only) if s.source in self.size_delta else s
+                          for s in self.scans]
         self.order = [k for k, s in enumerate(self.scans) for _ in range(int(repeat.get(s.source, 1)))]
         if not self.order:
             raise ValueError("no training scans: give KITTI folders (data.kitti_dirs), extra scans or simulated scenes")
-        real = db_scans if db_scans is not None else [s for s in self.scans if s.source != "sim"]
-        self.db = build_gt_database([self._clean(s) for s in real], CLASSES, min_points) if self.sample else []
+        real = [self._clean(s) for s in db_scans] if db_scans is not None else [s for s in self.scans if s.source != "sim"]
+        self.db = build_gt_database(real, CLASSES, min_points) if self.sample else []
 
     def _clean(self, s: RealScan) -> RealScan:
         """Ego-vehicle returns dropped as at inference; boxes with fewer than ``min_points`` returns unlabelled

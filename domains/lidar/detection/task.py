@@ -120,7 +120,7 @@ class DetectorTask(Task):
         scans += simulated_scans(int(d.get("simulated", 0)), recipe_sim(d))
         return WindowScans(self.window(), scans, dict(d.get("repeat") or {}), int(d.get("passes", 1)),
                            seed=int((self.cfg.get("trainer") or {}).get("seed", 0)), sample=d.get("sample"),
-                           min_points=int(d.get("min_points", 5)))
+                           min_points=int(d.get("min_points", 5)), normalise=tuple(d.get("normalise_sizes") or ()))
 
     def training_step(self, model, batch, ctx: StepContext):
         raw = ctx.model
