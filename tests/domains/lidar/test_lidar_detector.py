@@ -138,7 +138,7 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
     from maskworks.core.training import fit, load_recipe
     from maskworks.domains.lidar.detection.inference import LidarDetector
 
-    cfg = load_recipe(find_recipe("lidar/detector"), "smoke", ["trainer.max_steps=2"])
+    cfg = load_recipe(find_recipe("lidar/detector-sim"), "smoke", ["trainer.max_steps=2"])  # rounds 1-7's recipe
     out = fit(cfg, tmp_path, progress=False)
     assert out["steps"] == 2 and math.isfinite(out["final_loss"])
     ev = json.loads((tmp_path / "detection_eval.json").read_text())
@@ -148,9 +148,11 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
     assert det.model.backbone.widths == (8, 16, 32)
     r = det.predict(np.zeros((10, 4), np.float32), score_threshold=0.0, top_k=5)
     assert len(r) <= 5 and r.boxes.shape[1] == 7
-    # a run started from those weights (model.init) trains on and loads for inference too
+    # a real-data run (round 8's recipe) started from those weights (model.init) trains on real frames, predicts
+    # the frame it left out and loads for inference too
     cfg2 = load_recipe(find_recipe("lidar/detector"), "smoke", ["trainer.max_steps=1", f"model.init={tmp_path / 'model.safetensors'}"])
     assert fit(cfg2, tmp_path / "ft", progress=False)["steps"] == 1
+    assert json.loads((tmp_path / "ft" / "oof.json").read_text())["frames"] == ["000002"]
     assert LidarDetector.load(tmp_path / "ft" / "model.safetensors").model.backbone.widths == (8, 16, 32)
 
 
