@@ -33,35 +33,19 @@ INFERENCE_OPTIONS = ("tta", "settle", "fit")
 
 
 def inference_options(args: argparse.Namespace) -> dict[str, bool]:
-    """The detector's inference keywords from arguments parsed with :func:`add_inference_options`."""
-    return {k: bool(getattr(args, k)) for k in INFERENCE_OPTIONS}
+    """The detector's inference keywords given on the command line (the others: the weights' own defaults)."""
+    return {k: bool(getattr(args, k)) for k in INFERENCE_OPTIONS if getattr(args, k) is not None}
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
-    """``--tta/--no-tta``, ``--no-settle``, ``--no-fit`` (all on by default)."""
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
-    p.add_argument("--no-settle", dest="settle", action="store_false",
-                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
-    p.add_argument("--no-fit", dest="fit", action="store_false",
-                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
-
-
-def add_metric_options(p: argparse.ArgumentParser) -> None:
-    """``--conventions exact|official`` and ``--no-dontcare`` for :func:`~maskworks.domains.lidar.kitti_metric.evaluate`."""
-    p.add_argument("--conventions", choices=("exact", "official"), default="exact",
-                   help="how matches become AP_R40: 'exact' (default) interpolates precision at recall 1/40..40/40; "
-                        "'official' follows the KITTI devkit / OpenPCDet (precision at the matched-score thresholds, "
-                        "credited one recall step up and summed over 40 points: with fewer than 40 labels a perfect "
-                        "detector scores (N-1)/40), to set a figure beside published KITTI tables")
-    p.add_argument("--no-dontcare", dest="dontcare", action="store_false",
-                   help="count detections inside DontCare regions as false positives (OpenPCDet's Python BEV/3-D "
-                        "figures); default: not counted, as the KITTI devkit does for every metric")
-
-
-def metric_line(a: argparse.Namespace) -> str:
-    return (f"AP_R40 in percent ({a.conventions} conventions; DontCare regions "
-            f"{'not counted as false positives' if a.dontcare else 'ignored'}; null / '–' = no labels)")
+    """``--tta/--no-tta``, ``--settle/--no-settle``, ``--fit/--no-fit`` (default: what the weights' header says,
+    for the shipped detector the variant chosen by cross-validation; all on for weights without one)."""
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each scan with its left-right mirror (twice the time); default: the weights' choice")
+    p.add_argument("--settle", action=argparse.BooleanOptionalAction, default=None,
+                   help="stand each box on the ground seen around it; default: the weights' choice")
+    p.add_argument("--fit", action=argparse.BooleanOptionalAction, default=None,
+                   help="turn and move each car onto the L-shape of its returns; default: the weights' choice")
 
 
 # ----------------------------------------------------------------------------- predict
@@ -189,7 +173,7 @@ def eval_detection(argv: list[str] | None = None) -> int:
     print("\nper label (in camera view, after the score threshold):")
     print(format_matches(rows))
     out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "far_weights": None if a.pred else a.far_weights,
-           "tta": bool(a.tta), **{k: (None if a.pred else v) for k, v in inference.items() if k != "tta"},
+           "inference": None if a.pred else {**getattr(det, "near", det).inference_defaults, **inference},
            "metric": metric_line(a), "conventions": a.conventions, "dontcare": a.dontcare, "results": res, "labels": rows}
     if a.simulated:
         from maskworks.domains.lidar.detection.evaluate import (

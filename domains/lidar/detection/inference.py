@@ -104,15 +104,25 @@ class LidarDetector:
         load_weights(path, model)
         return cls(model, meta, device)
 
+    @property
+    def inference_defaults(self) -> dict[str, bool]:
+        """``tta`` / ``settle`` / ``fit`` when not given: the ``inference`` entry of the weights' header (the
+        shipped detector's was chosen by cross-validation), else all on."""
+        given = (self.cfg or {}).get("inference") or {}
+        return {k: bool(given.get(k, True)) for k in ("tta", "settle", "fit")}
+
     @torch.no_grad()
     def predict(self, points: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD, top_k: int = 100,
-                tta: bool = True, ego_radius: float = EGO_RADIUS, settle: bool = True, fit: bool = True) -> Detections:
+                tta: bool | None = None, ego_radius: float = EGO_RADIUS, settle: bool | None = None,
+                fit: bool | None = None) -> Detections:
         """Detections of one scan (LiDAR frame, metres; only the grid's x/y/z range is seen). Returns within
         ``ego_radius`` of the sensor are the ego vehicle and are dropped (:func:`drop_ego_returns`; 0 keeps
-        them); ``tta`` averages the scan and its mirror image (:func:`flip_tta`: twice the time; raised Car AP
+        them); ``tta`` / ``settle`` / ``fit`` default to :attr:`inference_defaults`; ``tta`` averages the scan and its mirror image (:func:`flip_tta`: twice the time; raised Car AP
         on every run measured, docs/3d/detection.md); ``settle`` puts each box on the ground the scan shows
         around it (:func:`~.ground.settle_on_ground`); ``fit`` then turns and moves each car onto its own
         returns (:func:`~.car_fit.fit_cars`)."""
+        d = self.inference_defaults
+        tta, settle, fit = (d[k] if v is None else v for k, v in (("tta", tta), ("settle", settle), ("fit", fit)))
         pts = drop_ego_returns(np.asarray(points)[:, :3], ego_radius)
         occ = torch.from_numpy(self.grid.occupancy(pts).astype(np.float32))[None].to(self.device)
         out = flip_tta(self.model, occ) if tta else self.model(occ)
