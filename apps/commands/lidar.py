@@ -48,6 +48,23 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
                    help="turn and move each car onto the L-shape of its returns; default: the weights' choice")
 
 
+def add_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--conventions exact|official`` and ``--no-dontcare`` for :func:`~maskworks.domains.lidar.kitti_metric.evaluate`."""
+    p.add_argument("--conventions", choices=("exact", "official"), default="exact",
+                   help="how matches become AP_R40: 'exact' (default) interpolates precision at recall 1/40..40/40; "
+                        "'official' follows the KITTI devkit / OpenPCDet (precision at the matched-score thresholds, "
+                        "credited one recall step up and summed over 40 points: with fewer than 40 labels a perfect "
+                        "detector scores (N-1)/40), to set a figure beside published KITTI tables")
+    p.add_argument("--no-dontcare", dest="dontcare", action="store_false",
+                   help="count detections inside DontCare regions as false positives (OpenPCDet's Python BEV/3-D "
+                        "figures); default: not counted, as the KITTI devkit does for every metric")
+
+
+def metric_line(a: argparse.Namespace) -> str:
+    return (f"AP_R40 in percent ({a.conventions} conventions; DontCare regions "
+            f"{'not counted as false positives' if a.dontcare else 'ignored'}; null / '–' = no labels)")
+
+
 # ----------------------------------------------------------------------------- predict
 def predict_detection(argv: list[str] | None = None) -> int:
     """``maskworks predict lidar/detection FILES_OR_FOLDERS --out DIR``: KITTI label txt + JSON per scan."""
