@@ -33,18 +33,36 @@ INFERENCE_OPTIONS = ("tta", "settle", "fit")
 
 
 def inference_options(args: argparse.Namespace) -> dict[str, bool]:
-    """The detector's inference keywords from arguments parsed with :func:`add_inference_options`."""
-    return {k: bool(getattr(args, k)) for k in INFERENCE_OPTIONS}
+    """The detector's inference keywords given on the command line (the others: the weights' own defaults)."""
+    return {k: bool(getattr(args, k)) for k in INFERENCE_OPTIONS if getattr(args, k) is not None}
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
-    """``--tta/--no-tta``, ``--no-settle``, ``--no-fit`` (all on by default)."""
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="average each scan with its left-right mirror (default; twice the time): --no-tta for one pass")
-    p.add_argument("--no-settle", dest="settle", action="store_false",
-                   help="keep the detector's box heights instead of standing each box on the ground seen around it")
-    p.add_argument("--no-fit", dest="fit", action="store_false",
-                   help="keep the detector's car headings and positions instead of fitting each car to its returns")
+    """``--tta/--no-tta``, ``--settle/--no-settle``, ``--fit/--no-fit`` (default: what the weights' header says,
+    for the shipped detector the variant chosen by cross-validation; all on for weights without one)."""
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each scan with its left-right mirror (twice the time); default: the weights' choice")
+    p.add_argument("--settle", action=argparse.BooleanOptionalAction, default=None,
+                   help="stand each box on the ground seen around it; default: the weights' choice")
+    p.add_argument("--fit", action=argparse.BooleanOptionalAction, default=None,
+                   help="turn and move each car onto the L-shape of its returns; default: the weights' choice")
+
+
+def add_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--conventions exact|official`` and ``--no-dontcare`` for :func:`~maskworks.domains.lidar.kitti_metric.evaluate`."""
+    p.add_argument("--conventions", choices=("exact", "official"), default="exact",
+                   help="how matches become AP_R40: 'exact' (default) interpolates precision at recall 1/40..40/40; "
+                        "'official' follows the KITTI devkit / OpenPCDet (precision at the matched-score thresholds, "
+                        "credited one recall step up and summed over 40 points: with fewer than 40 labels a perfect "
+                        "detector scores (N-1)/40), to set a figure beside published KITTI tables")
+    p.add_argument("--no-dontcare", dest="dontcare", action="store_false",
+                   help="count detections inside DontCare regions as false positives (OpenPCDet's Python BEV/3-D "
+                        "figures); default: not counted, as the KITTI devkit does for every metric")
+
+
+def metric_line(a: argparse.Namespace) -> str:
+    return (f"AP_R40 in percent ({a.conventions} conventions; DontCare regions "
+            f"{'not counted as false positives' if a.dontcare else 'ignored'}; null / '–' = no labels)")
 
 
 # ----------------------------------------------------------------------------- predict
@@ -68,13 +86,27 @@ def predict_detection(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
                    help="report detections scoring at least this (default %(default)s; lower finds more, with more false alarms)")
     add_inference_options(p)
-    p.add_argument("--calib", help="KITTI calib file for camera-frame labels with 2-D boxes, for every scan (default: "
-                   "calib/<frame>.txt beside each scan's velodyne/ folder when there is one; else an axis swap and no 2-D box)")
+    cal = p.add_mutually_exclusive_group()
+    cal.add_argument("--calib", help="one KITTI calib file for every scan (camera-frame labels with 2-D boxes; default: "
+                     "calib/<frame>.txt beside each scan's velodyne/ folder when there is one; else an axis swap, no "
+                     "2-D boxes and a warning: the official KITTI evaluator then scores the labels as missing)")
+    cal.add_argument("--calib-dir", help="folder of KITTI calib files: calib-dir/<frame>.txt for each scan <frame>.bin "
+                     "(a scan without one is refused)")
     a = p.parse_args(argv)
     det = ScanDetector.load(a.weights, a.far_weights, a.device)
     opts = inference_options(a)
-    return run_predict(a, SCAN_SUFFIXES, lambda f: det.predict_file(f, a.threshold, a.calib, **opts), "lidar/detection",
-                       describe=lambda it, r: f"{it.path}: {len(r.detections)} detections")
+
+    def calib_for(f: Path) -> str | None:
+        if not a.calib_dir:
+            return a.calib
+        c = Path(a.calib_dir) / f"{Path(f).name.split('.')[0]}.txt"
+        if not c.is_file():
+            raise InputError(f, f"no calibration {c.name} in --calib-dir {a.calib_dir}",
+                             "add calib/<frame>.txt for this scan, or drop --calib-dir")
+        return str(c)
+
+    return run_predict(a, SCAN_SUFFIXES, lambda f: det.predict_file(f, a.threshold, calib_for(f), **opts),
+                       "lidar/detection", describe=lambda it, r: f"{it.path}: {len(r.detections)} detections")
 
 
 # ----------------------------------------------------------------------------- eval
@@ -119,6 +151,7 @@ def eval_detection(argv: list[str] | None = None) -> int:
     p.add_argument("--band", nargs=2, type=float, metavar=("LO", "HI"),
                    help="with --simulated: count only objects and detections at a range in [LO, HI) metres from the sensor")
     add_inference_options(p)
+    add_metric_options(p)
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     inference = inference_options(a)
@@ -138,7 +171,7 @@ def eval_detection(argv: list[str] | None = None) -> int:
             for f, calib in zip(frames, calibs):
                 path = Path(a.pred) / f"{f}.txt"
                 objs = read_label(path) if path.is_file() else []
-                dets.append(restrict_to_fov(objects_to_frame(objs, calib, f), calib))
+                dets.append(restrict_to_fov(objects_to_frame(objs, calib, f), calib, given_bbox=True))
         else:
             from maskworks.domains.lidar.detection.inference import load_detector
 
@@ -149,15 +182,16 @@ def eval_detection(argv: list[str] | None = None) -> int:
     except (InputError, ValueError, OSError) as e:
         print(f"maskworks eval lidar/detection: {e}", file=sys.stderr)
         return 2
-    res = evaluate(gts, dets)
+    res = evaluate(gts, dets, conventions=a.conventions, dontcare=a.dontcare)
     rows = label_matches(gts, dets)
     print(f"frames: {', '.join(frames)}  ({'predictions from ' + a.pred if a.pred else 'detector'})")
+    print(metric_line(a))
     print(format_table(res))
     print("\nper label (in camera view, after the score threshold):")
     print(format_matches(rows))
     out = {"frames": frames, "source": a.pred or (a.weights or "shipped"), "far_weights": None if a.pred else a.far_weights,
-           "tta": bool(a.tta), **{k: (None if a.pred else v) for k, v in inference.items() if k != "tta"},
-           "metric": "AP_R40 (percent; null = no labels)", "results": res, "labels": rows}
+           "inference": None if a.pred else {**getattr(det, "near", det).inference_defaults, **inference},
+           "metric": metric_line(a), "conventions": a.conventions, "dontcare": a.dontcare, "results": res, "labels": rows}
     if a.simulated:
         from maskworks.domains.lidar.detection.evaluate import (
             SIM_EVAL_REGION,
@@ -212,4 +246,42 @@ def eval_rmae(argv: list[str] | None = None) -> int:
     print(json.dumps(res, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def eval_detection_cv(argv: list[str] | None = None) -> int:
+    """``maskworks eval lidar/detection-cv RUN...``: pooled out-of-fold AP of cross-validation runs."""
+    from maskworks.domains.lidar.detection.crossval import VARIANTS, cv_report
+    from maskworks.domains.lidar.kitti_metric import format_table, json_safe
+
+    p = argparse.ArgumentParser(prog="maskworks eval lidar/detection-cv", description=
+                                "Cross-validated KITTI AP_R40: pools the predictions that each fold's run "
+                                "(`maskworks train lidar/detector --set data.holdout_fold=K`) made on the frames it "
+                                "left out, per configuration (R-MAE or scratch start, seed), and scores them as one set; "
+                                "also the Car BEV AP@0.7 (moderate) at every checkpoint and inference variant, and the "
+                                "score threshold with the best Car F1 (BEV IoU 0.5, moderate).")
+    p.add_argument("runs", nargs="+", help="run folders holding oof.json")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="the KITTI folders the runs were trained from (labels and calibration of the left-out frames)")
+    add_metric_options(p)
+    p.add_argument("--json", help="write the full report here")
+    a = p.parse_args(argv)
+    try:
+        rep = cv_report(a.runs, a.data, a.conventions, a.dontcare)
+    except (InputError, ValueError, KeyError, OSError) as e:
+        print(f"maskworks eval lidar/detection-cv: {e}", file=sys.stderr)
+        return 2
+    print(metric_line(a))
+    for name, e in rep["configs"].items():
+        print(f"\n## {name}: folds {e['folds']}, {e['frames']} frames, last checkpoint, default inference")
+        print(format_table(e["final"]))
+        t = e["threshold_car_bev05_moderate"]
+        print(f"best Car F1 (BEV IoU 0.5, moderate) at score >= {t['threshold']}: F1 {t['f1']}, "
+              f"precision {t['precision']}, recall {t['recall']} of {t['num_gt']}")
+        print("Car BEV AP@0.7 moderate by checkpoint (rows) and inference (columns):")
+        print("| step | " + " | ".join(VARIANTS) + " |\n|---|" + "---|" * len(VARIANTS))
+        for st, row in e["by_step"].items():
+            print(f"| {st} | " + " | ".join(f"{row[v]:.1f}" for v in VARIANTS) + " |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(json_safe(rep), indent=2))
     return 0

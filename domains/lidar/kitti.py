@@ -209,24 +209,39 @@ def labels_to_lidar_boxes(objects: list[KittiObject], calib: KittiCalib, *, skip
     return boxes_camera_to_lidar(np.stack([o.camera_box for o in kept]), calib, lift=lift), [o.type for o in kept]
 
 
+_BOX_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]])
+
+
 def project_boxes_to_image(boxes_lidar: np.ndarray, calib: KittiCalib, *,
                            image_shape: tuple[int, int] | None = None, cam: int = 2,
                            min_depth: float = 0.1) -> np.ndarray:
-    """2-D boxes [N, 4] ``(x1, y1, x2, y2)`` enclosing the projected 3-D box corners.
+    """2-D boxes [N, 4] ``(x1, y1, x2, y2)`` enclosing the projected 3-D box.
 
-    Clipped to ``image_shape`` (height, width) when given. A box with a corner less than
-    ``min_depth`` metres in front of the camera cannot be projected as a box: its row is NaN.
+    A box that crosses the plane ``min_depth`` metres in front of the camera (a car beside the sensor,
+    half behind the camera) is cut there first: its 2-D box is that of the part in front, as KITTI's
+    annotators drew it up to the image border. A box wholly behind that plane has no image: its row is NaN.
+    Clipped to ``image_shape`` (height, width) when given.
     """
     corners = boxes_to_corners(boxes_lidar)  # [N, 8, 3]
     n = len(corners)
-    uv, depth = calib.rect_to_image(calib.lidar_to_rect(corners.reshape(-1, 3)), cam=cam)
-    uv, depth = uv.reshape(n, 8, 2), depth.reshape(n, 8)
-    out = np.concatenate([uv.min(axis=1), uv.max(axis=1)], axis=1)
+    rect = calib.lidar_to_rect(corners.reshape(-1, 3)).reshape(n, 8, 3)
+    a, b = rect[:, _BOX_EDGES[:, 0]], rect[:, _BOX_EDGES[:, 1]]  # [N, 12, 3] edge ends
+    za, zb = a[..., 2], b[..., 2]
+    crosses = (za - min_depth) * (zb - min_depth) < 0
+    t = np.where(crosses, (min_depth - za) / np.where(crosses, zb - za, 1.0), 0.0)
+    cut = a + t[..., None] * (b - a)  # where each crossing edge meets the plane
+    pts = np.concatenate([rect, cut], 1)  # [N, 20, 3]
+    valid = np.concatenate([rect[..., 2] >= min_depth, crosses], 1)
+    uv, _ = calib.rect_to_image(np.where(valid[..., None], pts, [0.0, 0.0, 1.0]).reshape(-1, 3), cam=cam)
+    uv = uv.reshape(n, 20, 2)
+    lo = np.where(valid[..., None], uv, np.inf).min(1)
+    hi = np.where(valid[..., None], uv, -np.inf).max(1)
+    out = np.concatenate([lo, hi], axis=1)
     if image_shape is not None:
         h, w = image_shape
         out[:, [0, 2]] = out[:, [0, 2]].clip(0, w - 1)
         out[:, [1, 3]] = out[:, [1, 3]].clip(0, h - 1)
-    out[(depth < min_depth).any(axis=1)] = np.nan
+    out[~valid.any(1)] = np.nan
     return out
 
 

@@ -30,14 +30,28 @@ def kitti_scan(frame: str) -> np.ndarray:
     return read_scan(data_path("3d", "kitti", "training", "velodyne", f"{frame}.bin")).points
 
 
+def real_scans(kitti_dirs: list, extra_scans: list, exclude: set[str]) -> list[np.ndarray]:
+    """Every scan of the KITTI folders (as stored: full scans and camera-view crops; labels unused) minus the
+    ``exclude`` ids, and of the ``boxes.json`` folders (Argoverse 2, PandaSet) moved into KITTI's frame."""
+    from .real_data import boxes_json_scans, frame_ids, kitti_root
+
+    out = []
+    for d in kitti_dirs:
+        root = kitti_root(d)
+        out += [read_scan(root / "velodyne" / f"{f}.bin").points for f in frame_ids(root) if f not in exclude]
+    for folder in extra_scans:
+        out += [s.points for s in boxes_json_scans(folder)]
+    return out
+
+
 class OccupancyScans(Dataset):
     """Occupancy grids ``{"occ": uint8 [nz, ny, nx]}`` of real and simulated scans, voxelised once."""
 
     def __init__(self, grid: VoxelGrid, kitti_frames: list[str], nuscenes: bool = True, simulated: int = 0,
-                 sim: dict | None = None, repeat: int = 1) -> None:
+                 sim: dict | None = None, repeat: int = 1, extra: list[np.ndarray] | None = None) -> None:
         from maskworks.data import data_path
 
-        scans = [kitti_scan(f) for f in kitti_frames]
+        scans = [kitti_scan(f) for f in kitti_frames] + list(extra or [])
         if nuscenes:
             scans += [read_scan(p).points for p in sorted(data_path("3d", "nuscenes").glob("*.pcd.bin"))]
         scans += [simulate_scene(1000 + s, **simulator_kwargs(sim, 1000 + s))[0] for s in range(simulated)]
@@ -59,8 +73,9 @@ class OccupancyScans(Dataset):
 class RMAETask(Task):
     """``model``: :class:`RMAE` args (grid, widths, neg_ratio); ``masking``: radial_sector settings."""
 
-    def build_model(self) -> RMAE:
+    def _build_rmae(self) -> RMAE:
         m = dict(self.cfg.get("model", {}))
+        m.pop("init", None)
         mk = dict(self.cfg.get("masking") or {})
         mk.pop("name", None)
         return RMAE(grid=m.pop("grid", None), mask_ratio=float(mk.pop("ratio", 0.8)),
@@ -70,12 +85,27 @@ class RMAETask(Task):
         g = (self.cfg.get("model") or {}).get("grid") or {}
         return VoxelGrid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
 
+    def build_model(self) -> RMAE:
+        model = self._build_rmae()
+        init = (self.cfg.get("model") or {}).get("init")
+        if init:  # continue pre-training a whole R-MAE (e.g. the shipped one, on more scans)
+            from maskworks.core.io import resolve_shipped
+            from maskworks.core.training.checkpoint import load_weights
+
+            load_weights(resolve_shipped(init), model)
+        return model
+
     def build_dataset(self, split: str = "train") -> OccupancyScans:
         d = self.cfg.get("data", {})
         holdout = set(d.get("holdout", ["000002"]))
+        if d.get("holdout_fold") is not None:
+            from .detection.task import held_out_frames
+
+            holdout |= set(held_out_frames({"holdout_fold": d["holdout_fold"], "folds": d.get("folds")}))
         frames = [f for f in d.get("kitti_frames", ["000000", "000001", "000002"]) if f not in holdout]
+        extra = real_scans(d.get("kitti_dirs") or [], d.get("extra_scans") or [], holdout)
         return OccupancyScans(self.grid(), frames, bool(d.get("nuscenes", True)), int(d.get("simulated", 0)),
-                              recipe_sim(d), int(d.get("repeat", 1)))
+                              recipe_sim(d), int(d.get("repeat", 1)), extra)
 
     def training_step(self, model, batch, ctx: StepContext):
         raw = unwrap(model)

@@ -14,18 +14,18 @@ def _expected_rmae_line() -> str:
 
     from maskworks.domains.lidar.detection.predict import read_lidar_input
 
-    pts = read_lidar_input(data_path("3d", "kitti", "training", "velodyne", "000002.bin")).points
+    pts = read_lidar_input(data_path("3d", "kitti_more", "training", "velodyne", "000010.bin")).points
     return lidar_app.rmae_view(pts)[1].replace("**", "")
 
 
 def _expected_count() -> int:
-    """What the Python predictor finds in the default example (held-out KITTI 000002) at the default threshold."""
+    """What the Python predictor finds in the default example (KITTI 000010, eight cars) at the default threshold."""
     from maskworks.data import data_path
     from maskworks.domains.lidar.detection.inference import DEFAULT_SCORE_THRESHOLD, load_detector
     from maskworks.core.io.points import read_scan
 
-    pts = read_scan(data_path("3d", "kitti", "training", "velodyne", "000002.bin")).points
-    return len(load_detector().predict(pts, DEFAULT_SCORE_THRESHOLD))  # the tab runs the shipped pair
+    pts = read_scan(data_path("3d", "kitti_more", "training", "velodyne", "000010.bin")).points
+    return len(load_detector().predict(pts, DEFAULT_SCORE_THRESHOLD))  # the tab runs the shipped detector
 
 
 def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_path, screenshot):
@@ -33,7 +33,7 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
     page.get_by_role("tab", name=TAB).click()
     page.locator("#lidar-example-go").click()
     info = page.locator("#lidar-info")
-    info.get_by_text("000002.bin").wait_for()
+    info.get_by_text("000010.bin").wait_for()
     page.locator("#lidar-plot .js-plotly-plot").wait_for()
     page.locator("#lidar-bev img").wait_for()
     text = info.inner_text()
@@ -41,6 +41,7 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
     from maskworks.apps.tabs.lidar import shipped_init
 
     assert page.get_by_text(f"shipped weights: {shipped_init()}").count() >= 1  # the tab says which model it runs
+    assert "Trained on" in text  # ... what it was trained on (and, from its record, its cross-validated AP)
     grid = page.locator("#lidar-table [role=grid]")
     if want:  # Gradio's virtual table: header row + one row per detection (aria-rowcount)
         page.locator(f'#lidar-table [role=row][aria-rowindex="{want + 1}"]').wait_for()
@@ -58,4 +59,4 @@ def test_lidar_tab_detects_in_an_example_and_explains_a_bad_upload(page, tmp_pat
     assert "multiple of 16" in page.get_by_text("Cannot read broken.bin").first.inner_text()
     screenshot(page, "demo_lidar_bad_upload")
     page.locator("#lidar-example-go").click()  # still serving
-    info.get_by_text("000002.bin").wait_for()
+    info.get_by_text("000010.bin").wait_for()

@@ -138,7 +138,7 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
     from maskworks.core.training import fit, load_recipe
     from maskworks.domains.lidar.detection.inference import LidarDetector
 
-    cfg = load_recipe(find_recipe("lidar/detector"), "smoke", ["trainer.max_steps=2"])
+    cfg = load_recipe(find_recipe("lidar/detector-sim"), "smoke", ["trainer.max_steps=2"])  # rounds 1-7's recipe
     out = fit(cfg, tmp_path, progress=False)
     assert out["steps"] == 2 and math.isfinite(out["final_loss"])
     ev = json.loads((tmp_path / "detection_eval.json").read_text())
@@ -148,9 +148,11 @@ def test_smoke_fit_gives_a_loadable_detector_and_kitti_metrics(tmp_path):
     assert det.model.backbone.widths == (8, 16, 32)
     r = det.predict(np.zeros((10, 4), np.float32), score_threshold=0.0, top_k=5)
     assert len(r) <= 5 and r.boxes.shape[1] == 7
-    # a run started from those weights (model.init) trains on and loads for inference too
+    # a real-data run (round 8's recipe) started from those weights (model.init) trains on real frames, predicts
+    # the frame it left out and loads for inference too
     cfg2 = load_recipe(find_recipe("lidar/detector"), "smoke", ["trainer.max_steps=1", f"model.init={tmp_path / 'model.safetensors'}"])
     assert fit(cfg2, tmp_path / "ft", progress=False)["steps"] == 1
+    assert json.loads((tmp_path / "ft" / "oof.json").read_text())["frames"] == ["000002"]
     assert LidarDetector.load(tmp_path / "ft" / "model.safetensors").model.backbone.widths == (8, 16, 32)
 
 
@@ -487,3 +489,26 @@ def test_range_detector_crops_the_far_grid_without_changing_what_it_reports():
     np.testing.assert_allclose(a.boxes[ka], b.boxes[kb], atol=1e-6)
     np.testing.assert_allclose(a.scores[ka], b.scores[kb], atol=1e-6)
     assert [c for c, k in zip(a.classes, ka) if k] == [c for c, k in zip(b.classes, kb) if k]
+
+
+def test_inference_defaults_come_from_the_weights_header_and_calls_override_them(tmp_path, monkeypatch):
+    """The shipped detector's header names the inference variant cross-validation chose; predict() without
+    options runs it, and an explicit option wins."""
+    from maskworks.core.training.checkpoint import save_weights
+    from maskworks.domains.lidar.detection import inference as inf
+    from maskworks.domains.lidar.detection.model import BEVDetector
+
+    grid = {"x_range": [-8.0, 8.0], "y_range": [-8.0, 8.0], "z_range": [-3.0, 1.0], "voxel_size": 0.4}
+    model = BEVDetector(grid=grid, widths=(8, 16, 32), head_channels=8)
+    meta = {"task": "maskworks.domains.lidar.detection.task:DetectorTask",
+            "model": {"grid": grid, "widths": [8, 16, 32], "head_channels": 8}, "inference": {"fit": False}}
+    save_weights(model, tmp_path / "m.safetensors", metadata=meta)
+    det = inf.LidarDetector.load(tmp_path / "m.safetensors", "cpu")
+    assert det.inference_defaults == {"tta": True, "settle": True, "fit": False}
+    calls = []
+    monkeypatch.setattr(inf, "fit_cars", lambda idx, boxes, classes: calls.append(1) or boxes)
+    pts = np.random.default_rng(0).uniform(-6, 6, (2000, 3)).astype(np.float32)
+    det.predict(pts, 0.0, top_k=3)
+    assert calls == []
+    det.predict(pts, 0.0, top_k=3, fit=True)
+    assert calls == [1]
