@@ -26,6 +26,8 @@ EXAMPLES = {
     "lidar_detection": ("3d", "kitti", "training", "velodyne", "000002.bin"),
     "video_videomae": ("video", "kinetics_ucf", "videos", "apply_eye_makeup.avi"),
     "nerf_reconstruct": ("nerf", "grids", "spot.npz"),
+    "skeleton_actions": ("skeleton", "cmu", "seq", "07_12.npy"),
+    "audiovisual_emotion": ("audiovisual", "ravdess", "audio", "01-01-04-01-01-01-05.wav"),
 }
 
 

@@ -54,3 +54,14 @@ def test_concurrent_anomaly_requests_get_their_own_answers(demo_url):
     for a in answers:
         by_file.setdefault(a["file"], []).append(a["z_score"])
     assert all(abs(z[0] - z[1]) < 1e-3 for z in by_file.values())
+
+
+def test_bench_serve_has_a_shipped_example_for_every_endpoint():
+    """``maskworks bench serve`` drives every /predict_* endpoint: each needs an input that exists."""
+    from maskworks.apps.entries import collect
+    from maskworks.apps.serve_bench import EXAMPLES
+    from maskworks.data import data_path
+
+    apis = set(collect("APIS"))
+    assert apis == set(EXAMPLES), f"endpoints without a bench example: {sorted(apis - set(EXAMPLES))}"
+    assert all(data_path(*p).is_file() for p in EXAMPLES.values())
