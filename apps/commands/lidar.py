@@ -15,18 +15,14 @@ def add_weights_options(p: argparse.ArgumentParser) -> None:
     """``--weights`` / ``--far-weights`` for :func:`~maskworks.domains.lidar.detection.inference.load_detector`."""
     from maskworks.domains.lidar.detection.inference import (
         SPLIT_MARGIN_M,
-        shipped_split_x,
     )
 
-    try:
-        hand_over = f"{shipped_split_x():g} m ahead"
-    except (OSError, ValueError):  # no shipped model: --weights still works
-        hand_over = "the near grid"
-    p.add_argument("--weights", help="detector safetensors (default: the shipped pair, data/weights/"
-                   f"lidar-detector.safetensors near and lidar-detector-far.safetensors beyond {hand_over})")
+    p.add_argument("--weights", help="detector safetensors (default: the shipped model, data/weights/lidar-detector."
+                   "safetensors, one grid from 40 m behind to 72 m ahead; its record lidar-detector.json says what it "
+                   "was trained on and its cross-validated AP)")
     p.add_argument("--far-weights", help="a second detector, trained on a grid reaching further ahead, for objects "
-                   f"centred beyond the first's grid ({SPLIT_MARGIN_M:g} m inside its forward edge); default: the shipped far model "
-                   "when --weights is not given")
+                   f"centred beyond the first's grid ({SPLIT_MARGIN_M:g} m inside its forward edge); default: none "
+                   "(a shipped far model is used when one is shipped and --weights is not given)")
 
 
 INFERENCE_OPTIONS = ("tta", "settle", "fit")

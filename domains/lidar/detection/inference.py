@@ -24,8 +24,11 @@ def shipped_weights() -> tuple[Path, Path | None]:
     """The shipped detector's files: the near model, and the far one (None when none is shipped)."""
     from maskworks.data import data_path
 
-    far = data_path(*FAR_WEIGHTS)
-    return data_path(*DEFAULT_WEIGHTS), far if far.is_file() else None
+    try:
+        far = data_path(*FAR_WEIGHTS)
+    except FileNotFoundError:  # one model covers the whole grid (the shipped one since round 8)
+        far = None
+    return data_path(*DEFAULT_WEIGHTS), far
 
 
 def detector_weights(path: str | Path) -> tuple[Path, dict]:
