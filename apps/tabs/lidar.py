@@ -19,7 +19,8 @@ import numpy as np
 
 PLOT_POINTS = 30_000
 COLORS = {"Car": "#e6194b", "Pedestrian": "#3cb44b", "Cyclist": "#4363d8"}
-GT_COLOR, GT_COLOR_RGB = "#c8c8c8", (200, 200, 200)  # ground truth: light grey, dashed (3-D view and bird's-eye)
+GT_COLOR, GT_COLOR_RGB = "#303030", (200, 200, 200)  # ground truth, dashed: dark grey on the 3-D view's light
+# background, light grey on the bird's-eye image's black
 COLUMNS = ["class", "score", "x", "y", "z", "l", "w", "h", "yaw"]
 UPLOAD_TYPES = [".bin", ".pcd", ".ply", ".npy", ".npz", ".xyz", ".txt"]  # maskworks.core.io.points.SCAN_SUFFIXES
 
@@ -225,13 +226,17 @@ def labels_text(labels, det) -> str:
     from maskworks.domains.lidar.scan_labels import match_summary
 
     counts = ", ".join(f"{n} {c}" for c, n in sorted(labels.counts().items(), key=lambda kv: -kv[1]))
-    text = (f"**Ground truth** ({labels.label_path.name}, grey dashed boxes): **{len(labels)} labelled objects** "
+    text = (f"**Ground truth** ({labels.label_path.name}, dashed grey boxes): **{len(labels)} labelled objects** "
             f"({counts or 'none'}; labels cover the camera's view only).")
     found = match_summary(labels, det.boxes, det.classes, det.scores)
-    if found:
+    if any(v["labels"] or v["false_alarms"] for v in found.values()):
         text += " At this threshold, matched as the evaluator does (BEV IoU > 0.5, moderate difficulty, camera view): " + \
             "; ".join((f"**{v['found']} of {v['labels']} {c}** found, " if v["labels"] else f"no {c} label at this difficulty, ")
-                      + f"{v['false_alarms']} false alarm{'' if v['false_alarms'] == 1 else 's'}" for c, v in found.items()) + "."
+                      + f"{v['false_alarms']} false alarm{'' if v['false_alarms'] == 1 else 's'}" for c, v in found.items()
+                      if v["labels"] or v["false_alarms"]) + "."
+    if any(v["all_labels"] for v in found.values()):
+        text += " Whatever their difficulty: " + "; ".join(f"{v['all_overlapped']} of {v['all_labels']} {c} labels overlap a "
+                                                           "detection" for c, v in found.items() if v["all_labels"]) + "."
     return text
 
 

@@ -13,7 +13,15 @@ import numpy as np
 
 from .detection.predict import find_calib
 from .kitti import KittiCalib, read_calib, read_label
-from .kitti_metric import DIFFICULTIES, CLASSES, FrameBoxes, match_frame, objects_to_frame, restrict_to_fov
+from .kitti_metric import (
+    CLASSES,
+    DIFFICULTIES,
+    FrameBoxes,
+    label_matches,
+    match_frame,
+    objects_to_frame,
+    restrict_to_fov,
+)
 
 
 def find_label(scan_path: str | Path) -> Path | None:
@@ -54,14 +62,19 @@ def scan_labels(scan_path: str | Path, calib_path: str | Path | None = None) -> 
 
 def match_summary(labels: ScanLabels, boxes: np.ndarray, classes: list[str], scores: np.ndarray,
                   iou: float = 0.5, level: str = "moderate", metric: str = "bev") -> dict[str, dict]:
-    """Per class with labels counted at ``level``: ``{"labels": n, "found": tp, "false_alarms": fp}`` for the given
-    detections, matched as the evaluator does (camera view only, greedy by score, BEV IoU > ``iou``, DontCare and
-    too-small / other-difficulty labels ignored)."""
+    """Per class with labels or detections: ``{"labels": n, "found": tp, "false_alarms": fp}`` for the given
+    detections, matched as the evaluator does at ``level`` (camera view only, greedy by score, BEV IoU > ``iou``,
+    DontCare and too-small / other-difficulty labels ignored), and ``"all_labels"`` / ``"all_overlapped"``: every
+    label of the class whatever its difficulty, and how many have a same-class detection above ``iou``
+    (:func:`~.kitti_metric.label_matches`, a reading aid beside the evaluator's count)."""
     det = restrict_to_fov(FrameBoxes(np.asarray(boxes, np.float64).reshape(-1, 7), list(classes),
                                      np.asarray(scores, np.float64)), labels.calib)
+    rows = label_matches([labels.frame], [det])
     out = {}
     for cls in CLASSES:
         _, tp, n = match_frame(labels.frame, det, cls, DIFFICULTIES.index(level), iou, metric)
-        if n or len(tp):
-            out[cls] = {"labels": int(n), "found": int(tp.sum()), "false_alarms": int((~tp).sum())}
+        mine = [r for r in rows if r["class"] == cls]
+        if n or len(tp) or mine:
+            out[cls] = {"labels": int(n), "found": int(tp.sum()), "false_alarms": int((~tp).sum()),
+                        "all_labels": len(mine), "all_overlapped": sum(r["best_iou_bev"] > iou for r in mine)}
     return out
