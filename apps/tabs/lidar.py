@@ -3,7 +3,8 @@
 Upload a KITTI ``.bin``, nuScenes ``.pcd.bin``, ``.pcd``, ``.ply`` or ``.npy`` (read here, not by
 Gradio, so a bad file gets a message naming it), or pick a shipped KITTI / nuScenes scan. Shows an
 interactive Plotly 3-D view (points subsampled for speed, boxes coloured by class), a bird's-eye
-image, a detection table, a score-threshold slider and KITTI-label / JSON downloads, and the R-MAE view
+image, a detection table, a score-threshold slider and KITTI-label / JSON downloads, the ground truth when KITTI's
+label_2/ and calib/ sit beside the scan's velodyne/ (dashed grey, with found / labelled counts), and the R-MAE view
 of the same scan: 80 % of its occupied voxels hidden in 1-degree sectors and reconstructed by the shipped
 R-MAE (what the backbone learned before any label). The detector sees the region of its voxel grid
 (the tab says which) and z in [-3, 1) m around the sensor (metres, x forward, y left, z up).
