@@ -1,7 +1,6 @@
 """Ground truth beside a scan (label_2 + calib next to velodyne/): read with the repo's KITTI readers, hand-checked."""
 import numpy as np
 import pytest
-
 from maskworks.data import data_path
 from maskworks.domains.lidar.scan_labels import find_label, match_summary, scan_labels
 
