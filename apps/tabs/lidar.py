@@ -3,7 +3,8 @@
 Upload a KITTI ``.bin``, nuScenes ``.pcd.bin``, ``.pcd``, ``.ply`` or ``.npy`` (read here, not by
 Gradio, so a bad file gets a message naming it), or pick a shipped KITTI / nuScenes scan. Shows an
 interactive Plotly 3-D view (points subsampled for speed, boxes coloured by class), a bird's-eye
-image, a detection table, a score-threshold slider and KITTI-label / JSON downloads, and the R-MAE view
+image, a detection table, a score-threshold slider and KITTI-label / JSON downloads, the ground truth when KITTI's
+label_2/ and calib/ sit beside the scan's velodyne/ (dashed grey, with found / labelled counts), and the R-MAE view
 of the same scan: 80 % of its occupied voxels hidden in 1-degree sectors and reconstructed by the shipped
 R-MAE (what the backbone learned before any label). The detector sees the region of its voxel grid
 (the tab says which) and z in [-3, 1) m around the sensor (metres, x forward, y left, z up).
@@ -19,6 +20,8 @@ import numpy as np
 
 PLOT_POINTS = 30_000
 COLORS = {"Car": "#e6194b", "Pedestrian": "#3cb44b", "Cyclist": "#4363d8"}
+GT_COLOR, GT_COLOR_RGB = "#303030", (200, 200, 200)  # ground truth, dashed: dark grey on the 3-D view's light
+# background, light grey on the bird's-eye image's black
 COLUMNS = ["class", "score", "x", "y", "z", "l", "w", "h", "yaw"]
 UPLOAD_TYPES = [".bin", ".pcd", ".ply", ".npy", ".npz", ".xyz", ".txt"]  # maskworks.core.io.points.SCAN_SUFFIXES
 
@@ -120,9 +123,11 @@ def examples() -> dict[str, Path]:
 
 
 def bev_image(pts: np.ndarray, det, x_range: tuple[float, float] = (-40.0, 40.0),
-              y_range: tuple[float, float] = (-40.0, 40.0), px_per_m: float = 6.25) -> np.ndarray:
+              y_range: tuple[float, float] = (-40.0, 40.0), px_per_m: float = 6.25,
+              gt_boxes: np.ndarray | None = None) -> np.ndarray:
     """Bird's-eye view of the region the detector sees (x up, y left; the sensor a yellow arrow, range
-    rings every 10 m) with boxes coloured by class, as RGB uint8."""
+    rings every 10 m) with boxes coloured by class and ground-truth boxes (``gt_boxes`` [M, 7], LiDAR frame)
+    dashed in light grey under them, as RGB uint8."""
     from maskworks.domains.lidar.iou import bev_corners
     from PIL import Image, ImageDraw
 
@@ -141,6 +146,12 @@ def bev_image(pts: np.ndarray, det, x_range: tuple[float, float] = (-40.0, 40.0)
     far = max(abs(x0), abs(x1), abs(y0), abs(y1))
     for r in np.arange(10.0, far + 1e-6, 10.0):
         draw.ellipse([cu - r * s, cv - r * s, cu + r * s, cv + r * s], outline=(60, 60, 90))
+    for cs in (bev_corners(np.asarray(gt_boxes, np.float64).reshape(-1, 7)) if gt_boxes is not None else []):
+        for a, b in zip(cs, np.roll(cs, -1, axis=0)):  # dashes of 0.5 m with 0.5 m gaps
+            n = max(int(np.hypot(*(b - a)) / 0.5), 1)
+            for k in range(0, n, 2):
+                p, q = a + (b - a) * k / n, a + (b - a) * min(k + 1, n) / n
+                draw.line([(col(p[1]), row(p[0])), (col(q[1]), row(q[0]))], fill=GT_COLOR_RGB, width=2)
     for b, c in zip(det.boxes, det.classes):
         cs = bev_corners(b[None])[0]
         draw.polygon([(col(y), row(x)) for x, y in cs], outline=COLORS.get(c, "#ffffff"), width=2)
@@ -150,29 +161,42 @@ def bev_image(pts: np.ndarray, det, x_range: tuple[float, float] = (-40.0, 40.0)
     return np.asarray(img)
 
 
-def figure(pts: np.ndarray, det, max_points: int = PLOT_POINTS):
-    """Plotly 3-D scatter of (subsampled) points plus box wireframes, one legend entry per class."""
-    import plotly.graph_objects as go
+def _wire(boxes: np.ndarray) -> tuple[list, list, list]:
+    """x, y, z lists of the 12 edges of each box (None between edges), for one Scatter3d line trace."""
     from maskworks.domains.lidar.boxes import boxes_to_corners
+
+    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+    xs, ys, zs = [], [], []
+    for cr in boxes_to_corners(np.asarray(boxes, np.float64).reshape(-1, 7)):
+        for a, b in edges:
+            xs += [round(float(cr[a, 0]), 3), round(float(cr[b, 0]), 3), None]
+            ys += [round(float(cr[a, 1]), 3), round(float(cr[b, 1]), 3), None]
+            zs += [round(float(cr[a, 2]), 3), round(float(cr[b, 2]), 3), None]
+    return xs, ys, zs
+
+
+def figure(pts: np.ndarray, det, max_points: int = PLOT_POINTS, gt_boxes: np.ndarray | None = None):
+    """Plotly 3-D scatter of (subsampled) points plus box wireframes, one legend entry per class, and the
+    ground-truth boxes (``gt_boxes`` [M, 7], LiDAR frame) dashed in grey as "ground truth"."""
+    import plotly.graph_objects as go
 
     near = (np.abs(pts[:, 0]) < 45) & (np.abs(pts[:, 1]) < 45)
     p = pts[near]
     if len(p) > max_points:
         p = p[np.random.default_rng(0).choice(len(p), max_points, replace=False)]
+    p = p.astype(np.float32)  # sent to the browser as float32 typed arrays: half the bytes of float64
     fig = go.Figure([go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=f"points ({len(p):,} shown)",
                                   marker=dict(size=1.2, color=p[:, 2], colorscale="Viridis", cmin=-2.5, cmax=1.5),
                                   hoverinfo="skip")])
-    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+    if gt_boxes is not None and len(gt_boxes):
+        xs, ys, zs = _wire(gt_boxes)
+        fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color=GT_COLOR, width=3, dash="dash"),
+                                   name=f"ground truth ({len(gt_boxes)})", hoverinfo="skip"))
     for cls, col in COLORS.items():
         sel = [i for i, c in enumerate(det.classes) if c == cls]
         if not sel:
             continue
-        xs, ys, zs = [], [], []
-        for cr in boxes_to_corners(det.boxes[sel]):
-            for a, b in edges:
-                xs += [cr[a, 0], cr[b, 0], None]
-                ys += [cr[a, 1], cr[b, 1], None]
-                zs += [cr[a, 2], cr[b, 2], None]
+        xs, ys, zs = _wire(det.boxes[sel])
         fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color=col, width=5), name=f"{cls} ({len(sel)})"))
     fig.update_layout(height=520, margin=dict(l=0, r=0, t=30, b=0), legend=dict(x=0, y=1),
                       scene=dict(aspectmode="data", xaxis_title="x forward (m)", yaxis_title="y left (m)", zaxis_title="z up (m)",
@@ -184,17 +208,37 @@ _CACHE: dict[tuple, tuple] = {}
 
 
 def analyse_file(path: str | Path):
-    """(the detection job's result down to score 0.05, (R-MAE image, text)) for a file; cached on path/size/mtime
-    so that moving the threshold slider does not run the detector again."""
+    """(the detection job's result down to score 0.05, (R-MAE image, text), the KITTI labels beside the scan or
+    None) for a file; cached on path/size/mtime so that moving the threshold slider does not run the detector again."""
     from maskworks.domains.lidar.detection.predict import MIN_SCORE
+    from maskworks.domains.lidar.scan_labels import scan_labels
 
     p = Path(path)
     key = (str(p), p.stat().st_size, p.stat().st_mtime)
     if key not in _CACHE:
         res = detector().predict_file(p, threshold=MIN_SCORE)
         _CACHE.clear()
-        _CACHE[key] = (res, rmae_view(res.points))
+        _CACHE[key] = (res, rmae_view(res.points), scan_labels(p))
     return _CACHE[key]
+
+
+def labels_text(labels, det) -> str:
+    """"N labelled objects ...; found k of n cars ..." for the detections at the current threshold."""
+    from maskworks.domains.lidar.scan_labels import match_summary
+
+    counts = ", ".join(f"{n} {c}" for c, n in sorted(labels.counts().items(), key=lambda kv: -kv[1]))
+    text = (f"**Ground truth** ({labels.label_path.name}, dashed grey boxes): **{len(labels)} labelled objects** "
+            f"({counts or 'none'}; labels cover the camera's view only).")
+    found = match_summary(labels, det.boxes, det.classes, det.scores)
+    if any(v["labels"] or v["false_alarms"] for v in found.values()):
+        text += " At this threshold, matched as the evaluator does (BEV IoU > 0.5, moderate difficulty, camera view): " + \
+            "; ".join((f"**{v['found']} of {v['labels']} {c}** found, " if v["labels"] else f"no {c} label at this difficulty, ")
+                      + f"{v['false_alarms']} false alarm{'' if v['false_alarms'] == 1 else 's'}" for c, v in found.items()
+                      if v["labels"] or v["false_alarms"]) + "."
+    if any(v["all_labels"] for v in found.values()):
+        text += " Whatever their difficulty: " + "; ".join(f"{v['all_overlapped']} of {v['all_labels']} {c} labels overlap a "
+                                                           "detection" for c, v in found.items() if v["all_labels"]) + "."
+    return text
 
 
 def run(path: str | None, threshold: float):
@@ -207,7 +251,7 @@ def run(path: str | None, threshold: float):
         raise gr.Error("Upload a scan (.bin, .pcd.bin, .pcd, .ply, .npy) or pick a shipped example.")
     name = Path(path).name
     try:
-        res_all, (rmae_img, rmae_text) = analyse_file(path)
+        res_all, (rmae_img, rmae_text), labels = analyse_file(path)
     except InputError as e:
         raise gr.Error(f"Cannot read {e.short()}") from None
     res = res_all.at(float(threshold))
@@ -223,9 +267,12 @@ def run(path: str | None, threshold: float):
             f"detector {res.seconds * 1000:.0f} ms on {'GPU' if res.device == 'cuda' else 'CPU'}.")
     if res.notes:
         info += "\n\n" + "\n\n".join(f"⚠ {n}" for n in res.notes)
+    gt = labels.frame.boxes if labels is not None else None
+    if labels is not None:
+        info += "\n\n" + labels_text(labels, det)
     info += "\n\n" + model_card()
     grid = detector().detector.grid
-    return (figure(pts, det), bev_image(pts, det, grid.x_range, grid.y_range), rows, info,
+    return (figure(pts, det, gt_boxes=gt), bev_image(pts, det, grid.x_range, grid.y_range, gt_boxes=gt), rows, info,
             [str(f) for f in files] + [str(out / f"{stem}.json")], rmae_img, rmae_text, report)
 
 
@@ -283,9 +330,14 @@ def build_tab() -> None:
             raise gr.Error("No shipped scans found (data/3d).")
         return str(ex[name])
 
-    go.click(from_example, example, path).then(run, [path, threshold], outputs)
-    upload.upload(lambda f: f, upload, path).then(run, [path, threshold], outputs)
-    threshold.release(run, [path, threshold], outputs, api_name="lidar_detection")
+    # The page's own events are kept out of the API page and out of Gradio's run history (which stores every public
+    # call's outputs, this 3-D figure included, in the browser's localStorage and re-reads and re-writes all of it on
+    # every call: the 3-D view got slower with each scan). Scripts call /predict_lidar_detection (apps/api.py).
+    go.click(from_example, example, path, api_visibility="private").then(run, [path, threshold], outputs,
+                                                                         api_visibility="private")
+    upload.upload(lambda f: f, upload, path, api_visibility="private").then(run, [path, threshold], outputs,
+                                                                          api_visibility="private")
+    threshold.release(run, [path, threshold], outputs, api_name="lidar_detection", api_visibility="undocumented")
 
 
 def launch(host: str = "127.0.0.1", port: int = 7862, block: bool = True):

@@ -18,3 +18,19 @@ def test_bev_image_spans_a_forward_extended_grid_with_points_and_boxes_in_place(
     rows = slice(int((72 - 52) * 6.25), int((72 - 48) * 6.25))
     assert (np.abs(img[rows, 304:309].astype(int) - car).sum(-1) < 30).any()
     assert img[450, 250, 0] == 255 and img[450, 250, 1] == 200  # the sensor's arrow at (0, 0): row 72 * 6.25 = 450
+
+
+def test_ground_truth_is_drawn_dashed_grey_in_both_views():
+    from maskworks.apps.tabs.lidar import GT_COLOR, GT_COLOR_RGB, figure
+
+    pts = np.random.default_rng(0).uniform(-20, 20, (500, 3))
+    det = Detections(np.zeros((0, 7)), [], np.zeros(0))
+    gt = np.array([[10.0, 5.0, -1.0, 4.0, 2.0, 1.5, 0.0]])  # x 8..12, y 4..6
+    fig = figure(pts, det, gt_boxes=gt)
+    tr = [t for t in fig.data if t.name.startswith("ground truth")]
+    assert len(tr) == 1 and tr[0].name == "ground truth (1)" and tr[0].line.dash == "dash" and tr[0].line.color == GT_COLOR
+    assert min(v for v in tr[0].x if v is not None) == 8.0 and max(v for v in tr[0].y if v is not None) == 6.0
+    img = bev_image(pts[:0], det, px_per_m=6.25, gt_boxes=gt)
+    # the box's right edge y = 4 runs along column (40 - 4) * 6.25 = 225 from row (40 - 12) * 6.25 = 175 to 200: dashed
+    grey = (np.abs(img[175:200, 224:227].astype(int) - GT_COLOR_RGB).sum(-1) < 10).any(1)
+    assert 0.3 < grey.mean() < 0.9  # dashes and gaps
