@@ -82,7 +82,7 @@ def shipped_init() -> str:
     from maskworks.domains.lidar.detection.inference import shipped_record
 
     init = str(shipped_record().get("init", ""))
-    return "unknown" if not init else "random-init" if init.startswith("random") else "R-MAE-pretrained"
+    return "unknown" if not init else "random-init" if init.startswith(("random", "scratch")) else "R-MAE-pretrained"
 
 
 def model_card() -> str:
@@ -95,9 +95,9 @@ def model_card() -> str:
     if cv:
         n = cv.get("num_labels", {})
         text += (f" **Cross-validated on {cv.get('frames', 31)} real KITTI frames** ({cv.get('folds', 3)} folds; each frame "
-                 f"scored by a model that never trained on it; {cv.get('seeds', 2)} seeds): Car BEV AP@0.7 "
-                 f"**{cv['car_bev_ap07_moderate']:.1f}**, Car BEV AP@0.5 {cv['car_bev_ap05_moderate']:.1f} (moderate, "
-                 f"{n.get('Car', '?')} cars); Pedestrian BEV AP@0.5 {cv['pedestrian_bev_ap05_moderate']:.1f} "
+                 f"scored by a model that never trained on it; {cv.get('seeds', 2)} seeds): Car BEV AP (IoU 0.7) "
+                 f"**{cv['car_bev_ap07_moderate']:.1f}**, Car BEV AP (IoU 0.5) {cv['car_bev_ap05_moderate']:.1f} (moderate, "
+                 f"{n.get('Car', '?')} cars); Pedestrian BEV AP (IoU 0.5) {cv['pedestrian_bev_ap05_moderate']:.1f} "
                  f"({n.get('Pedestrian', '?')}); Cyclist {cv['cyclist_bev_ap05_moderate']:.1f} ({n.get('Cyclist', '?')}) "
                  "— a small-data detector, not a benchmark one (docs/3d/detection.md).")
     return text
