@@ -43,7 +43,11 @@ class AudioInfo:
     reader: str  # "soundfile" or "pyav"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields, with the file under "file": a JSON dict with a "path" key is taken for a file to fetch by
+        gradio_client, so an API answer holding one failed with 403 Forbidden."""
+        out = asdict(self)
+        out["file"] = out.pop("path")
+        return out
 
 
 @dataclass

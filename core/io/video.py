@@ -64,7 +64,11 @@ class VideoInfo:
     frames_estimated: bool = False
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields, with the file under "file": a JSON dict with a "path" key is taken for a file to fetch by
+        gradio_client, so an API answer holding one failed with 403 Forbidden."""
+        out = asdict(self)
+        out["file"] = out.pop("path")
+        return out
 
 
 @dataclass
