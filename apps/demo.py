@@ -101,17 +101,18 @@ def build_demo():
 
     with gr.Blocks(title="maskworks", analytics_enabled=False) as demo:
         gr.Markdown("# maskworks\nMasked-autoencoder pre-training where labels are scarce.")
-        for title, entry in TABS:
-            with gr.Tab(title):
-                before = len(demo.fns)
-                try:
-                    build = _load(entry)
-                except ImportError as e:
-                    gr.Markdown(f"This tab needs an optional dependency that is not installed ({e.name}). "
-                                "Install it with `pip install -e .[all]` and restart.")
-                    continue
-                build()
-                _limit_per_tab(demo, before, title)
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab in view: a menu hides the domains added last
+            for title, entry in TABS:
+                with gr.Tab(title):
+                    before = len(demo.fns)
+                    try:
+                        build = _load(entry)
+                    except ImportError as e:
+                        gr.Markdown(f"This tab needs an optional dependency that is not installed ({e.name}). "
+                                    "Install it with `pip install -e .[all]` and restart.")
+                        continue
+                    build()
+                    _limit_per_tab(demo, before, title)
         with gr.Column(visible=False):  # the API: one endpoint per job, no UI of its own
             for name, entry in APIS.items():
                 file, options, out = gr.File(type="filepath"), gr.JSON(), gr.JSON()

@@ -30,6 +30,7 @@ EXPECTED = {  # relative path -> number of points (organised frames: all pixels,
        for n in (1024, 2048)},
     "kitti/training/velodyne/000000.bin": 115_384, "kitti/training/velodyne/000001.bin": 120_268,
     "kitti/training/velodyne/000002.bin": 126_891, f"nuscenes/{NUSC}": 34_688,
+    "kitti_more/training/velodyne/000010.bin": 16_464, "kitti_more/training/velodyne/000134.bin": 19_097,  # size / 16 bytes
 }
 
 
