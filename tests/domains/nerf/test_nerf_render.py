@@ -42,6 +42,20 @@ def test_opaque_slab_hides_what_is_behind_and_misses_show_background():
     assert np.allclose(miss, 0.25)
 
 
+def test_render_marches_only_rays_that_hit_and_equals_marching_every_ray():
+    # render() skips rays that miss the box and reads a channels-last volume: the picture must not change
+    rng = np.random.default_rng(0)
+    g = RadianceGrid(rng.random((6, 7, 5, 3)), rng.random((6, 7, 5)) * 20, [-1, -0.5, -1], [1, 1, 0.5])
+    cam = _cam((2.0, 1.5, 3.0), size=24, f=30.0)  # the box fills part of the picture
+    img = render(g, cam, n_samples=48, background=0.3)
+    o, d = camera_rays(cam)
+    vol = torch.from_numpy(np.concatenate([np.moveaxis(g.rgb, -1, 0), g.sigma[None]])).float()  # [C, X, Y, Z]
+    every = render_rays(vol, g.bbox_min, g.bbox_max, o, d, 48, background=0.3)["rgb"].clamp(0, 1)
+    t0, t1 = ray_box(o, d, torch.tensor(g.bbox_min, dtype=torch.float32), torch.tensor(g.bbox_max, dtype=torch.float32))
+    assert 0.1 < float((t1 > t0).float().mean()) < 0.9  # both kinds of rays are in the picture
+    assert np.allclose(img, every.reshape(24, 24, 3).numpy(), atol=1e-5)
+
+
 def test_ray_box_entry_exit_and_camera_rays_look_down_minus_z():
     t0, t1 = ray_box(torch.tensor([[0.0, 0.0, 5.0]]), torch.tensor([[0.0, 0.0, -1.0]]), torch.tensor([-1.0] * 3),
                      torch.tensor([1.0] * 3))
