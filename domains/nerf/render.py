@@ -156,10 +156,11 @@ def grid_volume(grid: RadianceGrid, device: torch.device | str = "cpu") -> Tenso
 
 
 @torch.no_grad()
-def render(grid: RadianceGrid, cam: Camera, n_samples: int = 192, background: float = 1.0, chunk: int = 16384,
+def render(grid: RadianceGrid, cam: Camera, n_samples: int = 192, background: float = 1.0, chunk: int = 4096,
            device: torch.device | str = "cpu") -> np.ndarray:
     """The image ``[H, W, 3]`` (float in [0, 1]) of ``grid`` seen by ``cam``. Only rays that cross the grid's
-    box are marched; the others see the background."""
+    box are marched (``chunk`` at a time: 4,096 rays x 192 samples keeps a render under ~100 MB at
+    the speed of larger chunks); the others see the background."""
     vol = grid_volume(grid, device)
     o, d = camera_rays(cam, device)
     lo, hi = (torch.as_tensor(np.asarray(b, dtype=np.float32), device=o.device) for b in (grid.bbox_min, grid.bbox_max))
