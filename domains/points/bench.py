@@ -34,6 +34,19 @@ def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def _median_times_alternating(fns: list[Callable[[], Any]], repeats: int) -> list[tuple[float, Any]]:
+    """Median time of each of ``fns``, called in turn round after round, so drifts of the machine (another
+    process, the clock) fall on all of them alike rather than on whichever ran last."""
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[Any] = [None] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - t0)
+    return [(statistics.median(t), r) for t, r in zip(times, results)]
+
+
 def _import_open3d() -> Any:
     try:
         import open3d as o3d  # noqa: PLC0415 - optional, heavy
@@ -66,8 +79,8 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
 
         farthest_point_sample(xyz, min(num_samples, 8), backend="torch")  # warm-up (allocator, kernels)
         t_ours, idx = _median_time(ours, repeats)
-        t_auto, idx_auto = _median_time(lambda: ours("auto"), repeats)
-        t_o3d, down = _median_time(lambda: pcd.farthest_point_down_sample(num_samples, 0), repeats)
+        (t_auto, idx_auto), (t_o3d, down) = _median_times_alternating(
+            [lambda: ours("auto"), lambda: pcd.farthest_point_down_sample(num_samples, 0)], repeats)
         ours_pts = xyz[idx]
         o3d_pts = torch.from_numpy(np.asarray(down.points)).to(xyz)
         shared = len({tuple(r) for r in ours_pts.cpu().numpy().tolist()}

@@ -42,7 +42,9 @@ def _fps_open3d(o3d, xyz: Tensor, num_samples: int, far: Tensor, ordered: bool) 
     out = []
     for cloud, start in zip(xyz.detach().double().numpy(), far.tolist()):
         pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud))
-        pc.normals = o3d.utility.Vector3dVector(np.c_[np.arange(len(cloud), dtype=np.float64), np.zeros((len(cloud), 2))])
+        carrier = np.zeros((len(cloud), 3))
+        carrier[:, 0] = np.arange(len(cloud))
+        pc.normals = o3d.utility.Vector3dVector(carrier)
         down = pc.farthest_point_down_sample(num_samples, int(start))
         idx = np.asarray(down.normals)[:, 0].astype(np.int64)  # ascending: the cloud's order
         if len(idx) < num_samples:  # open3d stops at repeated points (all left at distance 0); torch goes on
