@@ -19,7 +19,7 @@ import torch
 from maskworks.core.device import default_device
 from maskworks.core.io import InputError, resolve_shipped
 
-from .data import FPS, Prepared, features_to_joints, prepare, window
+from .data import Prepared, features_to_joints, prepare, window
 from .io import SUFFIXES, read_skeleton
 from .layouts import NTU25
 from .sequence import Skeleton, window_starts

@@ -20,7 +20,6 @@ from maskworks.domains.medical.spark.resnet_small import SmallResNet
 from maskworks.domains.medical.spark.sparse import SparseEncoder, active_at
 from maskworks.domains.medical.spark.spark import SparK2d, timm_backbone
 from maskworks.domains.medical.spark.study import (
-    PROTOCOLS,
     drops,
     flatness,
     mean_ci,
