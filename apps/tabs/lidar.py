@@ -207,19 +207,22 @@ def figure(pts: np.ndarray, det, max_points: int = PLOT_POINTS, gt_boxes: np.nda
 _CACHE: dict[tuple, tuple] = {}
 
 
-def analyse_file(path: str | Path):
-    """(the detection job's result down to score 0.05, (R-MAE image, text), the KITTI labels beside the scan or
-    None) for a file; cached on path/size/mtime so that moving the threshold slider does not run the detector again."""
+def analyse_file(path: str | Path, label_files: list[str] | None = None):
+    """(the detection job's result down to score 0.05, (R-MAE image, text), the scan's KITTI labels or None) for a
+    file; labels from ``label_files`` (an uploaded label_2 .txt and its calib .txt) or else beside the scan. Cached
+    on path/size/mtime so that moving the threshold slider does not run the detector again."""
     from maskworks.domains.lidar.detection.predict import MIN_SCORE
-    from maskworks.domains.lidar.scan_labels import scan_labels
+    from maskworks.domains.lidar.scan_labels import scan_labels, sort_label_files
 
     p = Path(path)
-    key = (str(p), p.stat().st_size, p.stat().st_mtime)
-    if key not in _CACHE:
-        res = detector().predict_file(p, threshold=MIN_SCORE)
+    label, calib = sort_label_files(label_files) if label_files else (None, None)
+    labels = scan_labels(p, calib, label)
+    key = (str(p), p.stat().st_size, p.stat().st_mtime, str(calib))
+    if key not in _CACHE:  # an uploaded calibration also goes into the written KITTI labels (2-D boxes, camera frame)
+        res = detector().predict_file(p, threshold=MIN_SCORE, calib=calib)
         _CACHE.clear()
-        _CACHE[key] = (res, rmae_view(res.points), scan_labels(p))
-    return _CACHE[key]
+        _CACHE[key] = (res, rmae_view(res.points))
+    return (*_CACHE[key], labels)
 
 
 def labels_text(labels, det) -> str:
@@ -241,9 +244,10 @@ def labels_text(labels, det) -> str:
     return text
 
 
-def run(path: str | None, threshold: float):
+def run(path: str | None, threshold: float, label_files: list[str] | None = None):
     """(figure, BEV image, table rows, info markdown, download files, R-MAE image, R-MAE text, JSON report) for a
-    file at a score threshold."""
+    file at a score threshold, with its ground truth when ``label_files`` (label_2 + calib .txt) are given or sit
+    beside the scan."""
     import gradio as gr
     from maskworks.core.io import InputError
 
@@ -251,7 +255,7 @@ def run(path: str | None, threshold: float):
         raise gr.Error("Upload a scan (.bin, .pcd.bin, .pcd, .ply, .npy) or pick a shipped example.")
     name = Path(path).name
     try:
-        res_all, (rmae_img, rmae_text), labels = analyse_file(path)
+        res_all, (rmae_img, rmae_text), labels = analyse_file(path, label_files)
     except InputError as e:
         raise gr.Error(f"Cannot read {e.short()}") from None
     res = res_all.at(float(threshold))
@@ -299,13 +303,17 @@ def build_tab() -> None:
                 f" Default score threshold {DEFAULT_SCORE_THRESHOLD:g} (chosen by cross-validation). Cars partly outside "
                 "the camera's view or beside the sensor are found from the returns there are; in a camera-view crop "
                 "(KITTI's velodyne_reduced) the part outside the view has no returns, so their boxes are less sure. "
-                "Upload a scan in metres (x forward, y left, z up) or pick a shipped one.")
+                "Upload a scan in metres (x forward, y left, z up) or pick a shipped one; add its KITTI label_2 and calib "
+                "files to see its ground truth beside the detections.")
     ex = examples()
     path = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="scan: KITTI .bin, nuScenes .pcd.bin, .pcd, .ply or .npy [N, >=3]", type="filepath",
                              file_types=UPLOAD_TYPES, elem_id="lidar-upload")
+            # after the scan (a new scan clears it): drawn dashed and counted as the evaluator does
+            truth = gr.File(label="its ground truth, optional: KITTI label_2 .txt + calib .txt", file_count="multiple",
+                            file_types=[".txt"], type="filepath", elem_id="lidar-truth")
             default = next(iter(ex), None)
             example = gr.Dropdown(list(ex), value=default, label="or a shipped scan", elem_id="lidar-example")
             go = gr.Button("Detect in example", variant="primary", elem_id="lidar-example-go")
@@ -328,16 +336,19 @@ def build_tab() -> None:
     def from_example(name):
         if name not in ex:
             raise gr.Error("No shipped scans found (data/3d).")
-        return str(ex[name])
+        return str(ex[name]), None  # a new scan: the previous scan's ground truth no longer applies
 
     # The page's own events are kept out of the API page and out of Gradio's run history (which stores every public
     # call's outputs, this 3-D figure included, in the browser's localStorage and re-reads and re-writes all of it on
     # every call: the 3-D view got slower with each scan). Scripts call /predict_lidar_detection (apps/api.py).
-    go.click(from_example, example, path, api_visibility="private").then(run, [path, threshold], outputs,
-                                                                         api_visibility="private")
-    upload.upload(lambda f: f, upload, path, api_visibility="private").then(run, [path, threshold], outputs,
-                                                                          api_visibility="private")
-    threshold.release(run, [path, threshold], outputs, api_name="lidar_detection", api_visibility="undocumented")
+    inputs = [path, threshold, truth]
+    go.click(from_example, example, [path, truth], api_visibility="private").then(run, inputs, outputs,
+                                                                                 api_visibility="private")
+    upload.upload(lambda f: (f, None), upload, [path, truth], api_visibility="private").then(
+        run, inputs, outputs, api_visibility="private")
+    truth.upload(run, inputs, outputs, api_visibility="private")
+    truth.clear(run, inputs, outputs, api_visibility="private")
+    threshold.release(run, inputs, outputs, api_name="lidar_detection", api_visibility="undocumented")
 
 
 def launch(host: str = "127.0.0.1", port: int = 7862, block: bool = True):

@@ -34,3 +34,26 @@ def test_ground_truth_is_drawn_dashed_grey_in_both_views():
     # the box's right edge y = 4 runs along column (40 - 4) * 6.25 = 225 from row (40 - 12) * 6.25 = 175 to 200: dashed
     grey = (np.abs(img[175:200, 224:227].astype(int) - GT_COLOR_RGB).sum(-1) < 10).any(1)
     assert 0.3 < grey.mean() < 0.9  # dashes and gaps
+
+
+def test_uploaded_ground_truth_is_drawn_and_counted_and_a_label_without_calibration_is_refused(tmp_path):
+    import gradio as gr
+    import pytest
+
+    from maskworks.apps.tabs.lidar import run
+    from maskworks.data import data_path
+
+    root = data_path("3d", "kitti_more", "training")
+    scan = tmp_path / "000010.bin"  # an upload: no label_2/ or calib/ beside it
+    scan.write_bytes((root / "velodyne" / "000010.bin").read_bytes())
+    label, calib = tmp_path / "000010.txt", tmp_path / "000010_calib.txt"
+    label.write_text((root / "label_2" / "000010.txt").read_text())
+    calib.write_text((root / "calib" / "000010.txt").read_text())
+    plain = run(str(scan), 0.5)
+    assert "Ground truth" not in plain[3]
+    fig, _, _, info, _, _, _, report = run(str(scan), 0.5, [str(calib), str(label)])
+    assert plain[-1]["calibration"] is None and report["calibration"] == calib.name  # the written labels use it too
+    assert "**9 labelled objects** (8 Car, 1 Pedestrian" in info and "000010.txt" in info
+    assert [t.name for t in fig.data if t.name.startswith("ground truth")] == ["ground truth (9)"]
+    with pytest.raises(gr.Error, match="without the scan's calibration"):
+        run(str(scan), 0.5, [str(label)])

@@ -114,3 +114,28 @@ def test_repeated_scans_do_not_pile_up_in_the_page(where, page, request):
     assert _history_chars(page) <= first < 20_000  # the figure alone is ~450 kB of JSON
     assert page.locator("#lidar-plot .js-plotly-plot").count() == 1
     assert page.locator("#lidar-plot canvas").count() <= 2
+
+
+def test_ground_truth_uploaded_after_a_scan_is_drawn_and_counted(page, tmp_path, screenshot):
+    """An uploaded scan has no folder around it: its label_2 + calib .txt uploaded beside it bring the ground truth."""
+    from maskworks.data import data_path
+
+    root = data_path("3d", "kitti_more", "training")
+    scan, label, calib = tmp_path / "000010.bin", tmp_path / "000010.txt", tmp_path / "calib_000010.txt"
+    scan.write_bytes((root / "velodyne" / "000010.bin").read_bytes())
+    label.write_text((root / "label_2" / "000010.txt").read_text())
+    calib.write_text((root / "calib" / "000010.txt").read_text())
+    page.get_by_role("tab", name=TAB).click()
+    page.locator("#lidar-upload input[type=file]").set_input_files(str(scan))
+    info = page.locator("#lidar-info")
+    info.get_by_text("000010.bin").wait_for()
+    assert "labelled objects" not in info.inner_text()
+    page.locator("#lidar-truth input[type=file]").set_input_files([str(label), str(calib)])
+    info.get_by_text("9 labelled objects").wait_for()
+    assert "(8 Car, 1 Pedestrian" in info.inner_text()
+    page.locator("#lidar-plot .legendtext", has_text="ground truth (9)").wait_for()
+    screenshot(page, "demo_lidar_uploaded_truth")
+    assert page.locator("#lidar-truth .file-preview tr.file").count() == 2
+    page.locator("#lidar-example-go").click()  # another scan: the uploaded truth is cleared with it
+    page.locator("#lidar-truth .file-preview").wait_for(state="detached")
+    info.get_by_text("9 labelled objects").wait_for()  # the shipped example's own label_2/ + calib/ beside it

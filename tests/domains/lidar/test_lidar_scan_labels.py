@@ -1,8 +1,10 @@
-"""Ground truth beside a scan (label_2 + calib next to velodyne/): read with the repo's KITTI readers, hand-checked."""
+"""Ground truth beside a scan (label_2 + calib next to velodyne/) or given as files of their own (an upload): read
+with the repo's KITTI readers, hand-checked."""
 import numpy as np
 import pytest
 from maskworks.data import data_path
-from maskworks.domains.lidar.scan_labels import find_label, match_summary, scan_labels
+from maskworks.core.io import InputError
+from maskworks.domains.lidar.scan_labels import find_label, match_summary, scan_labels, sort_label_files
 
 SCAN = data_path("3d", "kitti_more", "training", "velodyne", "000010.bin")
 
@@ -41,3 +43,38 @@ def test_labels_as_detections_are_all_found_and_none_beside_a_loose_scan(tmp_pat
     loose = tmp_path / "000010.bin"
     loose.write_bytes(SCAN.read_bytes())
     assert scan_labels(loose) is None and find_label(loose) is None
+
+
+def test_label_and_calibration_given_apart_from_the_scan_are_told_apart_by_content(tmp_path):
+    # an upload loses the folder: the files are renamed as a browser might, and handed over in either order
+    label, calib = tmp_path / "calib_copy.txt", tmp_path / "labels.txt"  # names swapped on purpose
+    label.write_text((SCAN.parents[1] / "label_2" / "000010.txt").read_text())
+    calib.write_text((SCAN.parents[1] / "calib" / "000010.txt").read_text())
+    assert sort_label_files([calib, label]) == (label, calib) == sort_label_files([label, calib])
+    loose = tmp_path / "scan.bin"
+    loose.write_bytes(SCAN.read_bytes())
+    got, beside = scan_labels(loose, calib, label), scan_labels(SCAN)
+    np.testing.assert_array_equal(got.frame.boxes, beside.frame.boxes)
+    assert got.frame.classes == beside.frame.classes and len(got.frame.dontcare) == 4
+    with pytest.raises(InputError, match="without the scan's calibration"):
+        scan_labels(loose, None, label)  # camera-frame boxes cannot be placed without Tr_velo_to_cam
+
+
+def test_files_that_are_not_a_label_and_a_calibration_get_one_clear_error(tmp_path):
+    calib = tmp_path / "c.txt"
+    calib.write_text((SCAN.parents[1] / "calib" / "000010.txt").read_text())
+    binary = tmp_path / "scan.txt"
+    binary.write_bytes(SCAN.read_bytes()[:4096])
+    with pytest.raises(InputError, match="scan.txt.*not a text file"):
+        sort_label_files([binary])
+    with pytest.raises(InputError, match="second calibration file"):
+        sort_label_files([calib, calib])
+    big = tmp_path / "big.txt"
+    big.write_text("x" * (2 << 20))
+    with pytest.raises(InputError, match="far more than a KITTI label"):
+        sort_label_files([big])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are my notes\n")
+    label, _ = sort_label_files([notes, calib])
+    with pytest.raises(InputError, match="notes.txt.*4 fields"):  # read as a label: the KITTI reader names the line
+        scan_labels(SCAN, calib, label)
