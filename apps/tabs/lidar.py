@@ -208,15 +208,21 @@ _CACHE: dict[tuple, tuple] = {}
 
 
 def analyse_file(path: str | Path, label_files: list[str] | None = None):
-    """(the detection job's result down to score 0.05, (R-MAE image, text), the scan's KITTI labels or None) for a
-    file; labels from ``label_files`` (an uploaded label_2 .txt and its calib .txt) or else beside the scan. Cached
-    on path/size/mtime so that moving the threshold slider does not run the detector again."""
+    """(the detection job's result down to score 0.05, (R-MAE image, text), the scan's KITTI labels, None or the
+    :class:`InputError` that kept them out) for a file; labels from ``label_files`` (an uploaded label_2 .txt and its
+    calib .txt) or else beside the scan: a bad label file costs the ground truth, not the detections. Cached on
+    path/size/mtime so that moving the threshold slider does not run the detector again."""
+    from maskworks.core.io import InputError
     from maskworks.domains.lidar.detection.predict import MIN_SCORE
     from maskworks.domains.lidar.scan_labels import scan_labels, sort_label_files
 
     p = Path(path)
-    label, calib = sort_label_files(label_files) if label_files else (None, None)
-    labels = scan_labels(p, calib, label)
+    calib = labels = None
+    try:
+        label, calib = sort_label_files(label_files) if label_files else (None, None)
+        labels = scan_labels(p, calib, label)
+    except InputError as e:
+        labels = e
     key = (str(p), p.stat().st_size, p.stat().st_mtime, str(calib))
     if key not in _CACHE:  # an uploaded calibration also goes into the written KITTI labels (2-D boxes, camera frame)
         res = detector().predict_file(p, threshold=MIN_SCORE, calib=calib)
@@ -271,6 +277,9 @@ def run(path: str | None, threshold: float, label_files: list[str] | None = None
             f"detector {res.seconds * 1000:.0f} ms on {'GPU' if res.device == 'cuda' else 'CPU'}.")
     if res.notes:
         info += "\n\n" + "\n\n".join(f"⚠ {n}" for n in res.notes)
+    if isinstance(labels, InputError):
+        info += f"\n\n⚠ Ground truth not shown: {labels.short()}"
+        labels = None
     gt = labels.frame.boxes if labels is not None else None
     if labels is not None:
         info += "\n\n" + labels_text(labels, det)
