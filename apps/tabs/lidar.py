@@ -223,6 +223,8 @@ def analyse_file(path: str | Path, label_files: list[str] | None = None):
         labels = scan_labels(p, calib, label)
     except InputError as e:
         labels = e
+        if calib is not None and e.path == calib:
+            calib = None  # an unreadable calibration is not handed to the detector either
     key = (str(p), p.stat().st_size, p.stat().st_mtime, str(calib))
     if key not in _CACHE:  # an uploaded calibration also goes into the written KITTI labels (2-D boxes, camera frame)
         res = detector().predict_file(p, threshold=MIN_SCORE, calib=calib)

@@ -58,5 +58,10 @@ def test_uploaded_ground_truth_is_drawn_and_counted_and_a_label_without_calibrat
     # a label without its calibration costs the ground truth, not the detections (one clear line on the page)
     _, _, rows, info, *_ = run(str(scan), 0.5, [str(label)])
     assert len(rows) == len(plain[2]) and "Ground truth not shown: 000010.txt: came without the scan's calibration" in info
+    broken = tmp_path / "broken_calib.txt"
+    broken.write_text("Tr_velo_to_cam: 1 2 3\n")  # looks like a calibration, is not one
+    _, _, rows, info, *_, report = run(str(scan), 0.5, [str(label), str(broken)])
+    assert len(rows) == len(plain[2]) and report["calibration"] is None
+    assert "Ground truth not shown: broken_calib.txt: line 1 (Tr_velo_to_cam) has 3 numbers" in info
     with pytest.raises(gr.Error, match="Cannot read"):  # a bad scan is still an error
         run(str(label), 0.5, [str(calib)])
