@@ -11,6 +11,8 @@ up to ~1.5 cm in x/y on KITTI because R0_rect and Tr_velo_to_cam tilt camera y b
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -60,6 +62,9 @@ def read_label(path: str | Path) -> list[KittiObject]:
             v = [float(t) for t in tok[1:]]
         except ValueError as e:
             raise InputError(path, f"line {ln}: {e}", "label values after the class must be numbers") from None
+        if not all(math.isfinite(x) for x in v):
+            raise InputError(path, f"line {ln} holds a NaN or infinite value", "KITTI marks unknown values with "
+                             "-1 / -10 / -1000, never NaN or inf: fix or drop the line")
         objects.append(KittiObject(tok[0], v[0], int(v[1]), v[2], tuple(v[3:7]), tuple(v[7:10]),
                                    tuple(v[10:13]), v[13], v[14] if len(v) == 15 else None))
     return objects
@@ -135,6 +140,8 @@ def read_calib(path: str | Path) -> KittiCalib:
             arr = np.array([float(v) for v in vals.split()], dtype=np.float64)
         except ValueError as e:
             raise InputError(path, f"line {ln} ({key}): {e}", "calibration values must be numbers") from None
+        if not np.isfinite(arr).all():
+            raise InputError(path, f"line {ln} ({key}) holds a NaN or infinite value", "calibration values must be finite")
         if arr.size == 12:
             mats[key] = arr.reshape(3, 4)
         elif arr.size == 9:
@@ -146,6 +153,11 @@ def read_calib(path: str | Path) -> KittiCalib:
     if missing:
         raise InputError(path, f"missing calibration entries {missing}",
                              "a KITTI calib file needs P0-P3, R0_rect and Tr_velo_to_cam")
+    for key in ("R0_rect", "Tr_velo_to_cam"):  # both are rotations (and are inverted to put labels into the scan)
+        det = float(np.linalg.det(mats[key][:, :3]))
+        if not abs(det - 1.0) < 0.1:
+            raise InputError(path, f"{key} is not a rotation (its 3x3 part has determinant {det:.3g}, not 1)",
+                             "check the file is the scan's KITTI calib file")
     P = {int(k[1]): mats.pop(k) for k in list(mats) if len(k) == 2 and k[0] == "P" and k[1].isdigit()}
     return KittiCalib(P, mats.pop("R0_rect"), mats.pop("Tr_velo_to_cam"), mats.pop("Tr_imu_to_velo", None), mats)
 

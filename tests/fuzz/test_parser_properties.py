@@ -84,3 +84,34 @@ def test_kitti_bin_of_any_floats(values):
 
     arr = np.asarray(values, dtype="<f4")
     _read(".bin", arr[: len(arr) // 4 * 4].tobytes() + (b"\1" if len(values) % 5 == 1 else b""), read_scan)
+
+
+NUMBER = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32).map(lambda v: f"{v:g}"),
+                   st.integers(-3, 3).map(str), st.sampled_from(["x", "1e400", "-0", ""]))
+KITTI_LINE = st.one_of(
+    st.tuples(st.sampled_from(["Car", "Pedestrian", "Cyclist", "DontCare", "Van"]), st.lists(NUMBER, min_size=13, max_size=16)),
+    st.tuples(st.sampled_from(["P0:", "P2:", "R0_rect:", "Tr_velo_to_cam:", "Tr_imu_to_velo:", "junk:"]),
+              st.lists(NUMBER, min_size=8, max_size=13)),
+    st.tuples(st.text(max_size=12), st.lists(NUMBER, max_size=4)),
+).map(lambda t: " ".join([t[0], *t[1]]))
+
+
+@SETTINGS
+@given(st.lists(KITTI_LINE, max_size=6), st.booleans())
+def test_uploaded_kitti_label_and_calibration(lines, with_real_calib):
+    """The LiDAR tab's ground-truth upload: any label/calib-like text gives an InputError naming a file, or labels."""
+    from maskworks.data import data_path
+    from maskworks.domains.lidar.scan_labels import scan_labels, sort_label_files
+
+    scan = data_path("3d", "kitti_more", "training", "velodyne", "000010.bin")
+    real_calib = scan.parents[1] / "calib" / "000010.txt"
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "fuzz.txt"
+        path.write_text("\n".join(lines))
+        try:
+            label, calib = sort_label_files([path, real_calib] if with_real_calib else [path])
+            labels = scan_labels(scan, calib, label)
+        except InputError as e:
+            assert "fuzz.txt" in str(e) or "000010.txt" in str(e), str(e)
+        else:
+            assert labels is None or np.isfinite(labels.frame.boxes).all() or len(labels) == 0

@@ -37,6 +37,25 @@ def test_read_label_values() -> None:
     assert objs[2].occluded == 3
 
 
+def test_non_finite_labels_and_a_calibration_that_is_not_a_rotation_are_refused(tmp_path: Path) -> None:
+    # found by the property test of the LiDAR tab's ground-truth upload: an 'inf' heading became a box, and an
+    # all-zero Tr_velo_to_cam ended in numpy's LinAlgError when the labels were moved into the scan
+    label = tmp_path / "000001.txt"
+    label.write_text("Car 0.00 0 -1.57 599.41 156.40 629.75 189.25 2.85 2.63 12.34 0.47 1.49 69.44 inf\n")
+    with pytest.raises(InputError, match="000001.txt: line 1 holds a NaN or infinite value"):
+        read_label(label)
+    lines = (KITTI / "training" / "calib" / "000001.txt").read_text().splitlines()
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n".join(("Tr_velo_to_cam: " + " ".join(["0"] * 12)) if ln.startswith("Tr_velo_to_cam") else ln
+                               for ln in lines))
+    with pytest.raises(InputError, match="Tr_velo_to_cam is not a rotation .*determinant 0"):
+        read_calib(calib)
+    calib.write_text("\n".join(ln.replace("R0_rect: ", "R0_rect: nan ", 1)[:-len(ln.split()[-1]) - 1]
+                               if ln.startswith("R0_rect") else ln for ln in lines))
+    with pytest.raises(InputError, match=r"line \d+ \(R0_rect\) holds a NaN"):
+        read_calib(calib)
+
+
 @pytest.mark.parametrize("fr", FRAMES)
 def test_label_and_calib_write_read_roundtrip(tmp_path: Path, fr: str) -> None:
     objs, calib, _ = _frame(fr)
