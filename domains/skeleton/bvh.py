@@ -112,10 +112,14 @@ def parse_bvh(text: str, source: object = "<bvh>") -> tuple[list[str], list[int]
             if not stack:
                 raise InputError(source, "unbalanced braces", "give a valid BVH file")
             stack.pop()
+        elif t in ("OFFSET", "CHANNELS") and not stack:
+            raise InputError(source, f"{t} outside a joint's braces", "give a valid BVH file")
         elif t == "OFFSET":
             offsets[stack[-1]] = [number("an offset") for _ in range(3)]
         elif t == "CHANNELS":
             n = int(number("a channel count"))
+            if not 0 <= n <= 6:
+                raise InputError(source, f"a joint with {n} channels (BVH has at most 6)", "give a valid BVH file")
             chans = [take() for _ in range(n)]
             if any(c[1:] not in ("position", "rotation") or c[0] not in _AXES for c in chans):
                 raise InputError(source, f"unknown channels {chans}", "use X/Y/Z position and rotation channels")

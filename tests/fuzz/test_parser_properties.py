@@ -115,3 +115,37 @@ def test_uploaded_kitti_label_and_calibration(lines, with_real_calib):
             assert "fuzz.txt" in str(e) or "000010.txt" in str(e), str(e)
         else:
             assert labels is None or np.isfinite(labels.frame.boxes).all() or len(labels) == 0
+
+
+TOKENS = st.sampled_from(["nan", "inf", "-1", "0", "1e9", "99999999", "{", "}", "JOINT", "End", "Site", "CHANNELS",
+                          "OFFSET", "MOTION", "Frames:", "Frame", "Time:", "ROOT", "3", "6", "Zrotation", "x", ""])
+
+
+def _mutate(text: str, edits: list[tuple[int, str]]) -> str:
+    """Token edits of a valid text file (replace; '' deletes), keeping its line structure."""
+    lines = [ln.split() for ln in text.splitlines()]
+    where = [(i, j) for i, ln in enumerate(lines) for j in range(len(ln))]
+    for k, tok in edits:
+        i, j = where[k % len(where)]
+        if j < len(lines[i]):
+            lines[i][j] = tok
+    return "\n".join(" ".join(t for t in ln if t) for ln in lines)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.one_of(st.integers(0, 40), st.integers(0, 10**6)), TOKENS), min_size=1, max_size=6))
+def test_bvh_and_ntu_skeleton_token_edits(edits):
+    """Skeleton text formats with tokens replaced or deleted (often near the top, where the structure is): an
+    InputError naming the file, or a finite skeleton. Found: OFFSET outside any joint's braces was an IndexError."""
+    from maskworks.data import data_path
+    from maskworks.domains.skeleton.io import read_skeleton
+
+    bvh = data_path("skeleton", "fixtures", "cmu_02_03_first_frames.bvh").read_text()
+    joints = "\n".join("0.1 0.2 3.0 0 0 0 0 0 0 0 0 2" for _ in range(25))
+    ntu = f"2\n1\n72057594037931101 0 1 1 1 1 0 0.1 0.2 2\n25\n{joints}\n1\n72057594037931101 0 1 1 1 1 0 0.1 0.2 2\n25\n{joints}\n"
+    for suffix, text in ((".bvh", bvh), (".skeleton", ntu)):
+        def read(path):
+            skel = read_skeleton(path)
+            assert np.isfinite(skel.joints).all(), path
+
+        _read(suffix, _mutate(text, edits).encode(), read)
