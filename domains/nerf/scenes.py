@@ -194,6 +194,9 @@ def read_posed_images(path: str | Path, downscale: int = 1, max_views: int = MAX
     if w0 * h0 > MAX_IMAGE_PIXELS or w0 * h0 * len(names) > MAX_TOTAL_PIXELS:
         raise InputError(where, f"{len(names)} images of {w0}x{h0} exceed the pixel cap", "downscale the images")
     w_meta, h_meta = _num(meta, "w", where, w0), _num(meta, "h", where, h0)
+    if not (w_meta > 0 and h_meta > 0 and 1 / 64 <= w0 / w_meta <= 64 and 1 / 64 <= h0 / h_meta <= 64):
+        raise InputError(where, f"w x h = {w_meta:g} x {h_meta:g} does not describe the {w0} x {h0} images",
+                         "give the width and height the intrinsics refer to (or leave w and h out)")
     sx, sy = w0 / w_meta, h0 / h_meta  # images stored smaller than the intrinsics say
     fx = _num(meta, "fl_x", where)
     if fx is None:
@@ -202,6 +205,8 @@ def read_posed_images(path: str | Path, downscale: int = 1, max_views: int = MAX
             raise InputError(where, "no focal length (fl_x) and no valid camera_angle_x", "give fl_x or camera_angle_x (radians)")
         fx = 0.5 * w_meta / math.tan(0.5 * ax)
     fy = _num(meta, "fl_y", where, fx)
+    if not (fx > 0 and fy > 0):
+        raise InputError(where, f"focal length fl_x = {fx:g}, fl_y = {fy:g}: not positive", "give focal lengths in pixels, > 0")
     cx, cy = _num(meta, "cx", where, w_meta / 2), _num(meta, "cy", where, h_meta / 2)
     dist = tuple(_num(meta, k, where, 0.0) for k in ("k1", "k2", "p1", "p2"))
     white = any(m in ("RGBA", "LA", "PA") for _, m in sizes)

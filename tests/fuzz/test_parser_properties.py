@@ -149,3 +149,40 @@ def test_bvh_and_ntu_skeleton_token_edits(edits):
             assert np.isfinite(skel.joints).all(), path
 
         _read(suffix, _mutate(text, edits).encode(), read)
+
+
+JSON_VALUE = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.text(max_size=8),
+                                    st.floats(allow_nan=True, allow_infinity=True)),
+                          lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                          max_leaves=20)
+TRANSFORMS_KEY = st.sampled_from(["w", "h", "fl_x", "fl_y", "cx", "cy", "k1", "camera_angle_x", "frames"])
+
+
+@SETTINGS
+@given(st.dictionaries(TRANSFORMS_KEY, JSON_VALUE, max_size=4), st.integers(0, 1), st.sampled_from(["file_path", "transform_matrix"]),
+       JSON_VALUE)
+def test_posed_images_transforms_json(patch, frame, key, value):
+    """NeRF posed images: a valid transforms.json with values replaced by any JSON: an InputError naming it, or cameras
+    with positive focal lengths (w = 0, a ZeroDivisionError once, is pinned in tests/domains/nerf/test_nerf_scenes.py)."""
+    import json
+    import math
+
+    from PIL import Image
+
+    from maskworks.domains.nerf.scenes import read_posed_images
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
+        meta = {"camera_angle_x": 0.7, "frames": [{"file_path": f"{i}.png", "transform_matrix": np.eye(4).tolist()}
+                                                  for i in range(2)]}
+        if "frames" not in patch:
+            meta["frames"][frame][key] = value
+        (d / "transforms.json").write_text(json.dumps({**meta, **patch}))
+        try:
+            scene = read_posed_images(d)
+        except InputError as e:
+            assert "transforms.json" in str(e) or ".png" in str(e), str(e)
+        else:
+            assert all(c.fx > 0 and c.fy > 0 and math.isfinite(c.cx) for c in scene.cameras)

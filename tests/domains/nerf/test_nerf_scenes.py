@@ -86,6 +86,21 @@ def test_bad_poses_name_the_file_and_frame(tmp_path):
         read_posed_images(d)
 
 
+def test_intrinsics_that_describe_no_camera_are_refused(tmp_path):
+    # w = 0 or h = 0 was a ZeroDivisionError; a zero or negative focal length read as a camera
+    d = write_scene(tmp_path / "s", views=2, size=8)
+    meta = json.loads((d / "transforms_train.json").read_text())
+    for patch, msg in [({"w": 0}, "does not describe the 8 x 8 images"), ({"h": 0}, "does not describe"),
+                       ({"w": -8}, "does not describe"), ({"w": 1e-300}, "does not describe"),
+                       ({"fl_x": 0}, "not positive"), ({"fl_x": -5.0}, "not positive"), ({"fl_x": 5, "fl_y": 0}, "not positive")]:
+        (d / "transforms_train.json").write_text(json.dumps({**meta, **patch}))
+        with pytest.raises(InputError, match=msg) as e:
+            read_posed_images(d)
+        assert "transforms_train.json" in str(e.value)
+    (d / "transforms_train.json").write_text(json.dumps({**meta, "w": 16, "h": 16}))  # images stored at half size
+    assert read_posed_images(d).cameras[0].fx == pytest.approx(0.5 * 0.5 * 16 / math.tan(math.radians(25)))
+
+
 def test_zip_caps_are_checked_before_reading(tmp_path, monkeypatch):
     z = zip_folder(write_scene(tmp_path / "s", views=3, size=8), tmp_path / "s.zip")
     monkeypatch.setattr(scenes, "MAX_ZIP_BYTES", 100)
