@@ -97,6 +97,11 @@ def load_mesh(path: str | Path, max_faces: int = MAX_FACES):
         raise InputError(path, "no triangles in the file (a point cloud or an empty scene?)", FIX)
     if len(mesh.faces) > max_faces:
         raise InputError(path, f"{len(mesh.faces):,} faces, more than the cap of {max_faces:,}", "decimate the mesh first")
+    faces_ = np.asarray(mesh.faces)
+    if faces_.min() < 0 or faces_.max() >= len(mesh.vertices):
+        bad = int(faces_.min()) if faces_.min() < 0 else int(faces_.max())
+        raise InputError(path, f"a face refers to vertex {bad:,}, but the mesh has {len(mesh.vertices):,} vertices "
+                         "(a corrupt or truncated file)", "re-export the mesh")
     if not np.isfinite(mesh.vertices).all():
         raise InputError(path, "vertices hold NaN or infinite values", "repair the mesh")
     if float(np.ptp(mesh.vertices, axis=0).max()) <= 0:

@@ -72,3 +72,14 @@ def test_shipped_textured_duck_gets_its_texture_colours():
     mean = g.rgb[surf].mean(0)
     assert mean[0] > 0.6 and mean[1] > 0.5 and mean[2] < 0.3  # a yellow duck
     assert "coloured" in g.notes[0]
+
+
+@pytest.mark.parametrize("index", [3, -1])
+def test_a_face_that_points_past_the_vertices_is_refused(tmp_path, index):
+    # corrupt PLY/GLB files (found by a stress run of random byte edits) ended in trimesh's IndexError
+    p = tmp_path / "broken.ply"
+    p.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+                 "element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n"
+                 f"3 0 1 {index}\n")
+    with pytest.raises(InputError, match=f"broken.ply: a face refers to vertex {index}, but the mesh has 3 vertices"):
+        grid_from_mesh(p, resolution=16)
