@@ -61,14 +61,18 @@ def count_faces(path: Path) -> int | None:
             raise InputError(path, "first GLB chunk is not JSON", FIX)
         with open(path, "rb") as f:
             f.seek(20)
-            doc = json.loads(f.read(min(length, 16 * 1024 ** 2)))
-        acc = doc.get("accessors", [])
-        n = 0
-        for mesh in doc.get("meshes", []):
-            for prim in mesh.get("primitives", []):
-                i = prim.get("indices", prim.get("attributes", {}).get("POSITION"))
-                if isinstance(i, int) and 0 <= i < len(acc):
-                    n += int(acc[i].get("count", 0)) // 3
+            raw = f.read(min(length, 16 * 1024 ** 2))
+        try:  # a corrupt header can break the JSON or any of the types below
+            doc = json.loads(raw)
+            acc = doc.get("accessors", [])
+            n = 0
+            for mesh in doc.get("meshes", []):
+                for prim in mesh.get("primitives", []):
+                    i = prim.get("indices", prim.get("attributes", {}).get("POSITION"))
+                    if isinstance(i, int) and 0 <= i < len(acc):
+                        n += int(acc[i].get("count", 0)) // 3
+        except (ValueError, TypeError, AttributeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise InputError(path, f"its glTF JSON header is not valid ({type(e).__name__}: {str(e)[:80]})", FIX) from None
         return n
     return None
 
@@ -104,6 +108,9 @@ def load_mesh(path: str | Path, max_faces: int = MAX_FACES):
                          "(a corrupt or truncated file)", "re-export the mesh")
     if not np.isfinite(mesh.vertices).all():
         raise InputError(path, "vertices hold NaN or infinite values", "repair the mesh")
+    uv = getattr(mesh.visual, "uv", None)
+    if uv is not None and not np.isfinite(np.asarray(uv, dtype=np.float64)).all():
+        raise InputError(path, "texture coordinates hold NaN or infinite values", "re-export the mesh")
     if float(np.ptp(mesh.vertices, axis=0).max()) <= 0:
         raise InputError(path, "all vertices coincide", "give a mesh with extent")
     return mesh

@@ -83,3 +83,16 @@ def test_a_face_that_points_past_the_vertices_is_refused(tmp_path, index):
                  f"3 0 1 {index}\n")
     with pytest.raises(InputError, match=f"broken.ply: a face refers to vertex {index}, but the mesh has 3 vertices"):
         grid_from_mesh(p, resolution=16)
+
+
+def test_a_glb_whose_json_header_is_broken_is_refused(tmp_path):
+    # a flipped bit in a GLB's JSON chunk was json's JSONDecodeError (found by the same stress run)
+    from maskworks.data import data_path
+
+    data = bytearray(data_path("nerf", "meshes", "duck_textured.glb").read_bytes())
+    start = 20 + bytes(data[20:]).index(b",")  # the first comma of the JSON chunk
+    data[start] = ord("}")
+    p = tmp_path / "duck.glb"
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="duck.glb: its glTF JSON header is not valid"):
+        grid_from_mesh(p, resolution=16)
