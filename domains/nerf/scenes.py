@@ -118,7 +118,9 @@ def check_pose(m, where: str, source: str | Path) -> np.ndarray:
 
 
 def _num(meta: dict, key: str, source: str, default=None) -> float | None:
-    v = meta.get(key, default)
+    v = meta.get(key)
+    if v is None:  # absent or JSON null: the default
+        v = default
     if v is None:
         return None
     try:

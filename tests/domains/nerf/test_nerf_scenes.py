@@ -97,6 +97,9 @@ def test_intrinsics_that_describe_no_camera_are_refused(tmp_path):
         with pytest.raises(InputError, match=msg) as e:
             read_posed_images(d)
         assert "transforms_train.json" in str(e.value)
+    (d / "transforms_train.json").write_text(json.dumps({**meta, "w": None, "cx": None, "fl_y": None}))  # null = absent
+    cam = read_posed_images(d).cameras[0]
+    assert cam.cx == 4.0 and cam.fy == cam.fx == pytest.approx(0.5 * 8 / math.tan(math.radians(25)))
     (d / "transforms_train.json").write_text(json.dumps({**meta, "w": 16, "h": 16}))  # images stored at half size
     assert read_posed_images(d).cameras[0].fx == pytest.approx(0.5 * 0.5 * 16 / math.tan(math.radians(25)))
 
