@@ -205,26 +205,39 @@ def figure(pts: np.ndarray, det, max_points: int = PLOT_POINTS, gt_boxes: np.nda
 
 
 _CACHE: dict[tuple, tuple] = {}
+_TRUTH: dict[tuple, tuple] = {}
+
+
+def ground_truth(path: Path, label_files: list[str] | None = None) -> tuple:
+    """(the scan's KITTI labels, None or the :class:`InputError` that kept them out; the calibration to hand the
+    detector or None) from ``label_files`` (an uploaded label_2 .txt and its calib .txt) or else beside the scan.
+    Cached like the detections, so that moving the threshold slider reads no file again."""
+    from maskworks.core.io import InputError
+    from maskworks.domains.lidar.scan_labels import scan_labels, sort_label_files
+
+    key = (str(path), tuple(label_files or ()))
+    if key not in _TRUTH:
+        calib = labels = None
+        try:
+            label, calib = sort_label_files(label_files) if label_files else (None, None)
+            labels = scan_labels(path, calib, label)
+        except InputError as e:
+            labels = e
+            if calib is not None and e.path == calib:
+                calib = None  # an unreadable calibration is not handed to the detector either
+        _TRUTH.clear()
+        _TRUTH[key] = (labels, calib)
+    return _TRUTH[key]
 
 
 def analyse_file(path: str | Path, label_files: list[str] | None = None):
-    """(the detection job's result down to score 0.05, (R-MAE image, text), the scan's KITTI labels, None or the
-    :class:`InputError` that kept them out) for a file; labels from ``label_files`` (an uploaded label_2 .txt and its
-    calib .txt) or else beside the scan: a bad label file costs the ground truth, not the detections. Cached on
-    path/size/mtime so that moving the threshold slider does not run the detector again."""
-    from maskworks.core.io import InputError
+    """(the detection job's result down to score 0.05, (R-MAE image, text), the scan's :func:`ground_truth`) for a
+    file: a bad label file costs the ground truth, not the detections. Cached on path/size/mtime and calibration so
+    that moving the threshold slider does not run the detector again."""
     from maskworks.domains.lidar.detection.predict import MIN_SCORE
-    from maskworks.domains.lidar.scan_labels import scan_labels, sort_label_files
 
     p = Path(path)
-    calib = labels = None
-    try:
-        label, calib = sort_label_files(label_files) if label_files else (None, None)
-        labels = scan_labels(p, calib, label)
-    except InputError as e:
-        labels = e
-        if calib is not None and e.path == calib:
-            calib = None  # an unreadable calibration is not handed to the detector either
+    labels, calib = ground_truth(p, label_files)
     key = (str(p), p.stat().st_size, p.stat().st_mtime, str(calib))
     if key not in _CACHE:  # an uploaded calibration also goes into the written KITTI labels (2-D boxes, camera frame)
         res = detector().predict_file(p, threshold=MIN_SCORE, calib=calib)

@@ -43,10 +43,10 @@ class AudioInfo:
     reader: str  # "soundfile" or "pyav"
 
     def to_json(self) -> dict:
-        """The fields, with the file under "file": a JSON dict with a "path" key is taken for a file to fetch by
-        gradio_client, so an API answer holding one failed with 403 Forbidden."""
+        """The fields, with the file's name (no server folder) under "file": a JSON dict with a "path" key is taken
+        for a file to fetch by gradio_client, so an API answer holding one failed with 403 Forbidden."""
         out = asdict(self)
-        out["file"] = out.pop("path")
+        out["file"] = Path(out.pop("path")).name
         return out
 
 

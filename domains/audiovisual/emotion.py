@@ -187,7 +187,7 @@ class EmotionRecognizer:
                 fbank = log_mel(audio.samples)
         else:
             notes.append("The video has no sound track: the emotion is read from the face alone.")
-        media = {"video": info.to_json() | {"file": path.name}}
+        media = {"video": info.to_json()}
         return starts, crops, fbank, media, face_info, duration
 
     def _read_audio(self, path: Path, windows: int | None, audio_caps: AudioCaps, notes: list[str]):
@@ -197,7 +197,7 @@ class EmotionRecognizer:
         duration = audio.duration_s
         starts = window_starts(duration, windows or _auto_windows(duration))
         notes.append("An audio file: the emotion is read from the voice alone.")
-        media = {"audio": audio.info.to_json() | {"file": path.name, "resampled_to": SAMPLE_RATE}}
+        media = {"audio": audio.info.to_json() | {"resampled_to": SAMPLE_RATE}}
         return starts, None, log_mel(audio.samples), media, None, duration
 
     # -- the job ----------------------------------------------------------------------------------

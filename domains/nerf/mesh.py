@@ -101,9 +101,9 @@ def load_mesh(path: str | Path, max_faces: int = MAX_FACES):
         raise InputError(path, "no triangles in the file (a point cloud or an empty scene?)", FIX)
     if len(mesh.faces) > max_faces:
         raise InputError(path, f"{len(mesh.faces):,} faces, more than the cap of {max_faces:,}", "decimate the mesh first")
-    faces_ = np.asarray(mesh.faces)
-    if faces_.min() < 0 or faces_.max() >= len(mesh.vertices):
-        bad = int(faces_.min()) if faces_.min() < 0 else int(faces_.max())
+    lo, hi = int(mesh.faces.min()), int(mesh.faces.max())
+    if lo < 0 or hi >= len(mesh.vertices):
+        bad = lo if lo < 0 else hi
         raise InputError(path, f"a face refers to vertex {bad:,}, but the mesh has {len(mesh.vertices):,} vertices "
                          "(a corrupt or truncated file)", "re-export the mesh")
     if not np.isfinite(mesh.vertices).all():

@@ -25,15 +25,6 @@ DEFAULT_CLOUDS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def _median_times_alternating(fns: list[Callable[[], Any]], repeats: int) -> list[tuple[float, Any]]:
     """Median time of each of ``fns``, called in turn round after round, so drifts of the machine (another
     process, the clock) fall on all of them alike rather than on whichever ran last."""
@@ -78,7 +69,7 @@ def bench_fps(repeats: int = 5, num_samples: int = 1024, clouds: list[str] | Non
             return idx
 
         farthest_point_sample(xyz, min(num_samples, 8), backend="torch")  # warm-up (allocator, kernels)
-        t_ours, idx = _median_time(ours, repeats)
+        (t_ours, idx), = _median_times_alternating([ours], repeats)
         (t_auto, idx_auto), (t_o3d, down) = _median_times_alternating(
             [lambda: ours("auto"), lambda: pcd.farthest_point_down_sample(num_samples, 0)], repeats)
         ours_pts = xyz[idx]

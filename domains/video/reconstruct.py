@@ -50,7 +50,7 @@ class VideoReconstruction:
         return self.model_mse < self.baseline_mse
 
     def to_json(self) -> dict:
-        return {"file": Path(self.source).name, "video": self.info.to_json() | {"file": Path(self.info.path).name},
+        return {"file": Path(self.source).name, "video": self.info.to_json(),
                 "frames": self.indices.tolist(), "times_s": [round(float(t), 4) for t in self.timestamps_s],
                 "seed": self.seed, "tokens": self.tokens,
                 "hidden_tube_mse": {"model": round(self.model_mse, 6), "nearest_visible_patch": round(self.baseline_mse, 6),
